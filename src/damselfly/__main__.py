@@ -1,0 +1,3 @@
+from damselfly.cli.main import main
+
+main()

@@ -1,0 +1,71 @@
+"""Entry point: `damselfly <command>`; every user-facing error becomes one clear line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from damselfly.cli import get as get_cmd
+from damselfly.cli import task_id as task_id_cmd
+from damselfly.errors import DamselflyError, SourceError
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="damselfly",
+        help="A peer-to-peer file cache with Dragonfly-compatible task IDs.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.command("get", help=get_cmd.HELP, no_args_is_help=True)(get_cmd.get)
+    app.command("task-id", help=task_id_cmd.HELP)(task_id_cmd.task_id)
+    return app
+
+
+def report(exc: DamselflyError) -> None:
+    print(f"error: {exc}", file=sys.stderr)
+    if isinstance(exc, SourceError):
+        for line in exc.details():
+            print(f"  {line}", file=sys.stderr)
+
+
+def run(argv: list[str] | None = None) -> int:
+    app = build_app()
+    try:
+        result = app(args=argv, prog_name="damselfly", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: bad or missing options
+        show = getattr(exc, "show", None)
+        if show:
+            show()
+        else:
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        return 1
+    except DamselflyError as exc:
+        report(exc)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; finished pieces are kept and a rerun resumes", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, keep the trace for a debug run
+        if os.environ.get("DAMSELFLY_DEBUG"):
+            raise
+        print(
+            f"error: internal error {type(exc).__name__}: {exc}; rerun with "
+            "DAMSELFLY_DEBUG=1 for the trace and report it",
+            file=sys.stderr,
+        )
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())

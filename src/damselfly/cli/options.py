@@ -1,0 +1,32 @@
+"""Options and parsing shared by several commands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from damselfly.errors import InvalidInput
+from damselfly.ids import DEFAULT_FILTERED_QUERY_PARAMS
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("DAMSELFLY_DATA_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "damselfly"
+
+
+def filters_or_default(given: list[str] | None) -> tuple[str, ...]:
+    """A user list replaces the default list (as upstream); none given means the default."""
+    return tuple(given) if given else DEFAULT_FILTERED_QUERY_PARAMS
+
+
+def parse_headers(values: list[str] | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for value in values or []:
+        name, sep, content = value.partition(":")
+        if not sep or not name.strip() or any(c in name for c in " \t\r\n"):
+            raise InvalidInput(f"invalid header {value!r}: use -H 'Name: value'")
+        headers[name.strip()] = content.strip()
+    return headers

@@ -1,0 +1,65 @@
+"""Errors that reach users. Each message says what failed, for what, and what to try."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class DamselflyError(Exception):
+    """Base of every error damselfly reports to a user (CLI line, API 4xx)."""
+
+    code = "InternalError"
+
+
+class InvalidInput(DamselflyError):
+    code = "InvalidInput"
+
+
+class NotFound(DamselflyError):
+    code = "ResourceNotFound"
+
+
+class Conflict(DamselflyError):
+    code = "Conflict"
+
+
+class StorageFull(DamselflyError):
+    code = "StorageFull"
+
+
+class DigestMismatch(DamselflyError):
+    code = "DigestMismatch"
+
+
+class DownloadTimeout(DamselflyError):
+    code = "DownloadTimeout"
+
+
+@dataclass
+class SourceError(DamselflyError):
+    """The origin refused or failed a request; carries what it answered."""
+
+    message: str
+    url: str
+    status: int | None = None
+    reason: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    retryable: bool = False
+
+    code = "SourceFileError.DownloadNotAccessible"
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def details(self) -> list[str]:
+        """Extra lines for the CLI's failure block: status and response headers."""
+        lines: list[str] = []
+        if self.status is not None:
+            lines.append(f"status: {self.status} {self.reason}".rstrip())
+        for name, value in self.headers.items():
+            lines.append(f"header: {name}: {value}")
+        return lines
