@@ -24,16 +24,14 @@ from damselfly.units import parse_duration, parse_size
 
 HELP = """Download URL to -O OUTPUT through the local cache.
 
-Pieces are fetched in parallel and kept in the data directory; a second get of the
-same task is served from there without asking the origin. An interrupted download
-resumes from its finished pieces.
+Pieces are fetched in parallel and kept in the data directory; a second get of the same task is served from there without asking the origin. An interrupted download resumes from its finished pieces.
 
 Examples:
 
   damselfly get https://example.com/big.iso -O /tmp/big.iso
 
-  damselfly get https://example.com/a.tar -O a.tar --digest sha256:<hex> -H 'Authorization: Bearer x'
-"""
+  damselfly get https://example.com/a.tar -O a.tar --digest sha256:HEX -H 'Authorization: Bearer x'
+"""  # noqa: E501
 
 SUPPORTED_SCHEMES = ("http", "https")
 
@@ -117,7 +115,7 @@ def get(
     data_dir: Path = typer.Option(
         None,
         "--data-dir",
-        help="Cache directory [default: $DAMSELFLY_DATA_DIR or ~/.local/share/damselfly].",
+        help="Cache directory (default: $DAMSELFLY_DATA_DIR or ~/.local/share/damselfly).",
     ),
     hostname: str | None = typer.Option(None, "--hostname", help="Host name for peer IDs."),
     concurrency: int = typer.Option(

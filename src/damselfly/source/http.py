@@ -127,14 +127,14 @@ class HTTPSource:
             async with self._session.head(
                 url, headers=self._headers(headers), allow_redirects=True
             ) as resp:
-                if resp.status < 300 and resp.content_length is not None:
-                    if resp.headers.get("Accept-Ranges", "").lower() == "bytes":
-                        return SourceStat(
-                            resp.content_length,
-                            True,
-                            resp.headers.get("ETag", ""),
-                            resp.headers.get("Last-Modified", ""),
-                        )
+                ranges = resp.headers.get("Accept-Ranges", "").lower() == "bytes"
+                if resp.status < 300 and resp.content_length is not None and ranges:
+                    return SourceStat(
+                        resp.content_length,
+                        True,
+                        resp.headers.get("ETag", ""),
+                        resp.headers.get("Last-Modified", ""),
+                    )
         except aiohttp.ClientConnectorError as exc:
             raise _source_error_from_exception(exc, url) from exc
         except (TimeoutError, aiohttp.ClientError):
