@@ -36,7 +36,16 @@ def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
 
 
 @dataclass(slots=True)
-class _Counters:
+class _Job:
+    """One download's fixed inputs and running counters."""
+
+    source: HTTPSource
+    request: DownloadRequest
+    task_id: str
+    stat: SourceStat
+    piece_length: int
+    progress: Progress
+    fd: int = -1
     source_bytes: int = 0
 
 
@@ -146,37 +155,9 @@ class Downloader:
             piece_length = request.piece_length or default_piece_length(stat.content_length)
             finished = await self._resumable_pieces(task_id, stat, piece_length)
             self._start_record(request, task_id, stat, piece_length)
-            counters = _Counters()
-            fd = await self._open_content(task_id, stat.content_length)
+            job = _Job(source, request, task_id, stat, piece_length, progress)
             try:
-                if stat.supports_range and stat.content_length is not None:
-                    try:
-                        length = await self._fetch_ranged(
-                            source,
-                            request,
-                            task_id,
-                            stat,
-                            piece_length,
-                            finished,
-                            fd,
-                            progress,
-                            counters,
-                        )
-                    except* RangeNotSupported:
-                        self.log.warning(
-                            "origin ignored range requests, streaming instead",
-                            task_id=task_id,
-                            url=request.url,
-                        )
-                        self.store.metadata.remove_pieces(task_id)
-                        finished = {}
-                        length = await self._fetch_stream(
-                            source, request, task_id, stat, piece_length, fd, progress, counters
-                        )
-                else:
-                    length = await self._fetch_stream(
-                        source, request, task_id, stat, piece_length, fd, progress, counters
-                    )
+                length = await self._fetch(job, finished)
             except BaseException as exc:
                 self.store.metadata.update_task(
                     task_id,
@@ -185,8 +166,6 @@ class Downloader:
                     updated_at=time.time(),
                 )
                 raise _unwrap(exc) from None
-            finally:
-                os.close(fd)
         self.store.metadata.update_task(
             task_id,
             state=TaskState.SUCCEEDED,
@@ -201,7 +180,7 @@ class Downloader:
             self.store.content_path(task_id),
             length,
             False,
-            counters.source_bytes,
+            job.source_bytes,
             len(finished),
             time.monotonic() - started,
         )
@@ -285,22 +264,33 @@ class Downloader:
                 raise self.store.storage_error(exc, task_id, None) from exc
             raise
 
-    async def _fetch_ranged(
-        self,
-        source: HTTPSource,
-        request: DownloadRequest,
-        task_id: str,
-        stat: SourceStat,
-        piece_length: int,
-        finished: dict[int, PieceRecord],
-        fd: int,
-        progress: Progress,
-        counters: _Counters,
-    ) -> int:
-        assert stat.content_length is not None
-        layout = PieceLayout(stat.content_length, piece_length)
+    async def _fetch(self, job: _Job, finished: dict[int, PieceRecord]) -> int:
+        """Fetch the missing bytes into the content file; its final length."""
+        job.fd = await self._open_content(job.task_id, job.stat.content_length)
+        try:
+            if job.stat.supports_range and job.stat.content_length is not None:
+                try:
+                    return await self._fetch_ranged(job, finished)
+                except* RangeNotSupported:
+                    self.log.warning(
+                        "origin ignored range requests, streaming instead",
+                        task_id=job.task_id,
+                        url=job.request.url,
+                    )
+                    self.store.metadata.remove_pieces(job.task_id)
+                    finished.clear()
+            return await self._fetch_stream(job)
+        finally:
+            os.close(job.fd)
+
+    async def _fetch_ranged(self, job: _Job, finished: dict[int, PieceRecord]) -> int:
+        """Missing pieces by ranged GETs, `concurrency` at a time."""
+        length = job.stat.content_length
+        assert length is not None
+        layout = PieceLayout(length, job.piece_length)
         todo = deque(p for p in layout.pieces() if p.number not in finished)
-        progress.total = stat.content_length
+        progress = job.progress
+        progress.total = length
         progress.done = progress.reused = sum(p.length for p in finished.values())
         done: list[PieceRecord] = []
 
@@ -310,35 +300,37 @@ class Downloader:
                 done.clear()
 
         async def fetch_piece(piece: Piece) -> int:
-            state = {"written": 0, "crc": 0}
+            written = crc = 0
 
             def on_chunk(chunk: bytes) -> None:
-                self._write(fd, task_id, chunk, piece.offset + state["written"])
-                state["crc"] = zlib.crc32(chunk, state["crc"])
-                state["written"] += len(chunk)
+                nonlocal written, crc
+                self._write(job.fd, job.task_id, chunk, piece.offset + written)
+                crc = zlib.crc32(chunk, crc)
+                written += len(chunk)
                 progress.done += len(chunk)
-                counters.source_bytes += len(chunk)
+                job.source_bytes += len(chunk)
 
             async def attempt() -> int:
-                state["written"] = state["crc"] = 0
+                nonlocal written, crc
+                written = crc = 0
                 try:
-                    await source.read_range(
-                        request.url,
-                        request.headers,
+                    await job.source.read_range(
+                        job.request.url,
+                        job.request.headers,
                         piece.offset,
                         piece.length,
                         on_chunk,
-                        etag=stat.etag,
+                        etag=job.stat.etag,
                     )
                 except BaseException:
-                    progress.done -= state["written"]
+                    progress.done -= written
                     raise
-                return state["crc"]
+                return crc
 
             def on_retry(exc: Exception, delay: float) -> None:
                 self.log.warning(
                     "piece fetch failed, retrying",
-                    task_id=task_id,
+                    task_id=job.task_id,
                     piece=piece.number,
                     delay=f"{delay:.2f}s",
                     error=str(exc),
@@ -350,7 +342,7 @@ class Downloader:
             while todo:
                 piece = todo.popleft()
                 crc = await fetch_piece(piece)
-                done.append(PieceRecord(task_id, piece.number, piece.offset, piece.length, crc))
+                done.append(PieceRecord(job.task_id, piece.number, piece.offset, piece.length, crc))
 
         async def flusher() -> None:
             while True:
@@ -365,59 +357,47 @@ class Downloader:
         finally:
             flushing.cancel()
             flush()
-        return stat.content_length
+        return length
 
-    async def _fetch_stream(
-        self,
-        source: HTTPSource,
-        request: DownloadRequest,
-        task_id: str,
-        stat: SourceStat,
-        piece_length: int,
-        fd: int,
-        progress: Progress,
-        counters: _Counters,
-    ) -> int:
+    async def _fetch_stream(self, job: _Job) -> int:
         """One GET for the whole body; pieces are cut as the bytes go by."""
         records: list[PieceRecord] = []
-        state = {"offset": 0, "crc": 0, "filled": 0}
-        progress.total = stat.content_length
+        piece_length = job.piece_length
+        offset = crc = filled = 0
+        job.progress.total = job.stat.content_length
 
         def on_chunk(chunk: bytes) -> None:
-            self._write(fd, task_id, chunk, state["offset"])
+            nonlocal offset, crc, filled
+            self._write(job.fd, job.task_id, chunk, offset)
             view = memoryview(chunk)
             while view:
-                take = min(len(view), piece_length - state["filled"])
-                state["crc"] = zlib.crc32(view[:take], state["crc"])
-                state["filled"] += take
+                take = min(len(view), piece_length - filled)
+                crc = zlib.crc32(view[:take], crc)
+                filled += take
                 view = view[take:]
-                if state["filled"] == piece_length:
+                if filled == piece_length:
                     number = len(records)
                     records.append(
-                        PieceRecord(
-                            task_id, number, number * piece_length, piece_length, state["crc"]
-                        )
+                        PieceRecord(job.task_id, number, number * piece_length, piece_length, crc)
                     )
-                    state["crc"] = state["filled"] = 0
-            state["offset"] += len(chunk)
-            progress.done += len(chunk)
-            counters.source_bytes += len(chunk)
+                    crc = filled = 0
+            offset += len(chunk)
+            job.progress.done += len(chunk)
+            job.source_bytes += len(chunk)
 
         async def attempt() -> int:
+            nonlocal offset, crc, filled
             records.clear()
-            progress.done = 0
-            state.update(offset=0, crc=0, filled=0)
-            return await source.read_all(request.url, request.headers, on_chunk)
+            job.progress.done = job.progress.reused = offset = crc = filled = 0
+            return await job.source.read_all(job.request.url, job.request.headers, on_chunk)
 
         total = await with_retries(self.retry, attempt)
-        if state["filled"]:
+        if filled:
             number = len(records)
-            records.append(
-                PieceRecord(task_id, number, number * piece_length, state["filled"], state["crc"])
-            )
-        os.ftruncate(fd, total)
+            records.append(PieceRecord(job.task_id, number, number * piece_length, filled, crc))
+        os.ftruncate(job.fd, total)
         self.store.metadata.add_pieces(records)
-        progress.total = total
+        job.progress.total = total
         return total
 
 
