@@ -13,6 +13,7 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from damselfly import ids
 from damselfly.errors import Conflict, DamselflyError, DownloadTimeout, NotFound, StorageFull
@@ -20,10 +21,13 @@ from damselfly.logs import EventLog
 from damselfly.peer.request import DownloadRequest, DownloadResult, Progress
 from damselfly.pieces import Piece, PieceLayout, default_piece_length
 from damselfly.settings import PeerSettings
-from damselfly.source import HTTPSource, RangeNotSupported, RetryPolicy, SourceStat
-from damselfly.source.retry import with_retries
+from damselfly.source.retry import RetryPolicy, with_retries
+from damselfly.source.types import RangeNotSupported, SourceStat
 from damselfly.storage import PieceRecord, Store, TaskRecord, TaskState
 from damselfly.storage.gc import GCPolicy, collect
+
+if TYPE_CHECKING:
+    from damselfly.source.http import HTTPSource
 
 _FLUSH_INTERVAL = 0.25
 
@@ -67,6 +71,8 @@ class Downloader:
         )
 
     def _source(self) -> HTTPSource:
+        from damselfly.source.http import HTTPSource  # aiohttp only when going to the origin
+
         return HTTPSource(
             retry=self.retry,
             connections=self.settings.concurrency,

@@ -1,6 +1,5 @@
-"""Back-to-source clients: fetch a task's bytes from its origin."""
+"""Back-to-source clients: fetch a task's bytes from its origin.
 
-from damselfly.source.http import HTTPSource, RangeNotSupported, SourceStat
-from damselfly.source.retry import RetryPolicy
-
-__all__ = ["HTTPSource", "RangeNotSupported", "RetryPolicy", "SourceStat"]
+`damselfly.source.http` (aiohttp) is imported only where an origin is contacted, so a
+cache hit does not pay for it.
+"""

@@ -10,12 +10,12 @@ import asyncio
 import re
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import aiohttp
 
 from damselfly.errors import SourceError
 from damselfly.source.retry import RetryPolicy, with_retries
+from damselfly.source.types import RangeNotSupported, SourceStat
 
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _RETRYABLE_STATUS = {408, 429}
@@ -30,18 +30,6 @@ _SHOWN_HEADERS = (
     "X-Request-Id",
     "Date",
 )
-
-
-class RangeNotSupported(Exception):
-    """The origin answered a ranged request with the whole body."""
-
-
-@dataclass(frozen=True, slots=True)
-class SourceStat:
-    content_length: int | None
-    supports_range: bool
-    etag: str = ""
-    last_modified: str = ""
 
 
 def _source_error_from_response(resp: aiohttp.ClientResponse, url: str) -> SourceError:
