@@ -1,4 +1,4 @@
-"""The download engine: a task's pieces fetched concurrently and written in place.
+"""The download engine: cache hits, resume, task state; the byte path is in `fetch`.
 
 A piece is recorded as finished only after all its bytes are written and its CRC-32
 computed, so an interrupted task resumes from the recorded pieces (re-verified).
@@ -7,21 +7,19 @@ computed, so an interrupted task resumes from the recorded pieces (re-verified).
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
+import threading
 import time
-import zlib
-from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from damselfly import ids
 from damselfly.errors import Conflict, DamselflyError, DownloadTimeout, NotFound, StorageFull
 from damselfly.logs import EventLog
 from damselfly.peer.request import DownloadRequest, DownloadResult, Progress
-from damselfly.pieces import Piece, PieceLayout, default_piece_length
+from damselfly.pieces import PieceLayout, default_piece_length
 from damselfly.settings import PeerSettings
-from damselfly.source.retry import RetryPolicy, with_retries
+from damselfly.source.retry import RetryPolicy
 from damselfly.source.types import RangeNotSupported, SourceStat
 from damselfly.storage import PieceRecord, Store, TaskRecord, TaskState
 from damselfly.storage.gc import GCPolicy, collect
@@ -29,28 +27,8 @@ from damselfly.storage.gc import GCPolicy, collect
 if TYPE_CHECKING:
     from damselfly.source.http import HTTPSource
 
+T = TypeVar("T")
 _FLUSH_INTERVAL = 0.25
-
-
-def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
-
-
-@dataclass(slots=True)
-class _Job:
-    """One download's fixed inputs and running counters."""
-
-    source: HTTPSource
-    request: DownloadRequest
-    task_id: str
-    stat: SourceStat
-    piece_length: int
-    progress: Progress
-    fd: int = -1
-    source_bytes: int = 0
 
 
 class Downloader:
@@ -71,7 +49,8 @@ class Downloader:
         )
 
     def _source(self) -> HTTPSource:
-        from damselfly.source.http import HTTPSource  # aiohttp only when going to the origin
+        # imported here so a cache hit does not pay for the HTTP client
+        from damselfly.source.http import HTTPSource
 
         return HTTPSource(
             retry=self.retry,
@@ -140,7 +119,7 @@ class Downloader:
         if cached is not None:
             self.store.touch(task_id)
             length = cached.content_length or 0
-            progress.total = progress.done = progress.reused = length
+            progress.start(length, length)
             return DownloadResult(
                 task_id,
                 peer_id,
@@ -156,22 +135,23 @@ class Downloader:
                 f"task {task_id} for {request.url} is not cached here and back-to-source is "
                 "disabled; drop --disable-back-to-source or fetch it on a peer that has it"
             )
-        async with self._source() as source:
-            stat = await source.stat(request.url, request.headers)
+        source = self._source()
+        try:
+            stat = await _in_thread(source, source.stat, request.url, request.headers)
             piece_length = request.piece_length or default_piece_length(stat.content_length)
             finished = await self._resumable_pieces(task_id, stat, piece_length)
             self._start_record(request, task_id, stat, piece_length)
-            job = _Job(source, request, task_id, stat, piece_length, progress)
             try:
-                length = await self._fetch(job, finished)
+                length = await self._fetch(
+                    source, request, task_id, stat, piece_length, finished, progress
+                )
             except BaseException as exc:
                 self.store.metadata.update_task(
-                    task_id,
-                    state=TaskState.FAILED,
-                    error=str(_unwrap(exc))[:2000],
-                    updated_at=time.time(),
+                    task_id, state=TaskState.FAILED, error=str(exc)[:2000], updated_at=time.time()
                 )
-                raise _unwrap(exc) from None
+                raise
+        finally:
+            source.close()
         self.store.metadata.update_task(
             task_id,
             state=TaskState.SUCCEEDED,
@@ -186,10 +166,79 @@ class Downloader:
             self.store.content_path(task_id),
             length,
             False,
-            job.source_bytes,
+            progress.source_bytes,
             len(finished),
             time.monotonic() - started,
         )
+
+    async def _fetch(
+        self,
+        source: HTTPSource,
+        request: DownloadRequest,
+        task_id: str,
+        stat: SourceStat,
+        piece_length: int,
+        finished: dict[int, PieceRecord],
+        progress: Progress,
+    ) -> int:
+        """Fetch the missing bytes into the content file; its final length."""
+        from damselfly.peer.fetch import FetchJob, SourceFetcher
+
+        fetcher = SourceFetcher(self.store, self.retry, self.settings.concurrency, self.log)
+        fd = await self._open_content(task_id, stat.content_length)
+        job = FetchJob(source, request, task_id, stat, piece_length, progress, fd)
+        try:
+            if stat.supports_range and stat.content_length is not None:
+                layout = PieceLayout(stat.content_length, piece_length)
+                missing = [p for p in layout.pieces() if p.number not in finished]
+                progress.start(stat.content_length, sum(p.length for p in finished.values()))
+                try:
+                    await self._with_flusher(
+                        source, lambda on_piece: fetcher.fetch_ranged(job, missing, on_piece)
+                    )
+                    return stat.content_length
+                except RangeNotSupported:
+                    self.log.warning(
+                        "origin ignored range requests, streaming instead",
+                        task_id=task_id,
+                        url=request.url,
+                    )
+                    self.store.metadata.remove_pieces(task_id)
+                    source.reset()
+            records = await _in_thread(source, fetcher.fetch_stream, job)
+            self.store.metadata.add_pieces(records)
+            return progress.total or 0
+        finally:
+            os.close(fd)
+
+    async def _with_flusher(
+        self, source: HTTPSource, work: Callable[[Callable[[PieceRecord], None]], None]
+    ) -> None:
+        """Run `work` on a thread; record the pieces it finishes every 0.25 s."""
+        done: list[PieceRecord] = []
+        guard = threading.Lock()
+
+        def on_piece(record: PieceRecord) -> None:
+            with guard:
+                done.append(record)
+
+        def flush() -> None:
+            with guard:
+                batch = list(done)
+                done.clear()
+            self.store.metadata.add_pieces(batch)
+
+        async def flusher() -> None:
+            while True:
+                await asyncio.sleep(_FLUSH_INTERVAL)
+                flush()
+
+        flushing = asyncio.create_task(flusher())
+        try:
+            await _in_thread(source, work, on_piece)
+        finally:
+            flushing.cancel()
+            flush()
 
     def _start_record(
         self, request: DownloadRequest, task_id: str, stat: SourceStat, piece_length: int
@@ -262,153 +311,15 @@ class Downloader:
             )
             return self.store.open_content(task_id, content_length)
 
-    def _write(self, fd: int, task_id: str, data: bytes | memoryview, offset: int) -> None:
-        try:
-            _pwrite_all(fd, data, offset)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise self.store.storage_error(exc, task_id, None) from exc
-            raise
 
-    async def _fetch(self, job: _Job, finished: dict[int, PieceRecord]) -> int:
-        """Fetch the missing bytes into the content file; its final length."""
-        job.fd = await self._open_content(job.task_id, job.stat.content_length)
-        try:
-            if job.stat.supports_range and job.stat.content_length is not None:
-                try:
-                    return await self._fetch_ranged(job, finished)
-                except* RangeNotSupported:
-                    self.log.warning(
-                        "origin ignored range requests, streaming instead",
-                        task_id=job.task_id,
-                        url=job.request.url,
-                    )
-                    self.store.metadata.remove_pieces(job.task_id)
-                    finished.clear()
-            return await self._fetch_stream(job)
-        finally:
-            os.close(job.fd)
-
-    async def _fetch_ranged(self, job: _Job, finished: dict[int, PieceRecord]) -> int:
-        """Missing pieces by ranged GETs, `concurrency` at a time."""
-        length = job.stat.content_length
-        assert length is not None
-        layout = PieceLayout(length, job.piece_length)
-        todo = deque(p for p in layout.pieces() if p.number not in finished)
-        progress = job.progress
-        progress.total = length
-        progress.done = progress.reused = sum(p.length for p in finished.values())
-        done: list[PieceRecord] = []
-
-        def flush() -> None:
-            if done:
-                self.store.metadata.add_pieces(list(done))
-                done.clear()
-
-        async def fetch_piece(piece: Piece) -> int:
-            written = crc = 0
-
-            def on_chunk(chunk: bytes) -> None:
-                nonlocal written, crc
-                self._write(job.fd, job.task_id, chunk, piece.offset + written)
-                crc = zlib.crc32(chunk, crc)
-                written += len(chunk)
-                progress.done += len(chunk)
-                job.source_bytes += len(chunk)
-
-            async def attempt() -> int:
-                nonlocal written, crc
-                written = crc = 0
-                try:
-                    await job.source.read_range(
-                        job.request.url,
-                        job.request.headers,
-                        piece.offset,
-                        piece.length,
-                        on_chunk,
-                        etag=job.stat.etag,
-                    )
-                except BaseException:
-                    progress.done -= written
-                    raise
-                return crc
-
-            def on_retry(exc: Exception, delay: float) -> None:
-                self.log.warning(
-                    "piece fetch failed, retrying",
-                    task_id=job.task_id,
-                    piece=piece.number,
-                    delay=f"{delay:.2f}s",
-                    error=str(exc),
-                )
-
-            return await with_retries(self.retry, attempt, on_retry=on_retry)
-
-        async def worker() -> None:
-            while todo:
-                piece = todo.popleft()
-                crc = await fetch_piece(piece)
-                done.append(PieceRecord(job.task_id, piece.number, piece.offset, piece.length, crc))
-
-        async def flusher() -> None:
-            while True:
-                await asyncio.sleep(_FLUSH_INTERVAL)
-                flush()
-
-        flushing = asyncio.create_task(flusher())
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(self.settings.concurrency, len(todo))):
-                    group.create_task(worker())
-        finally:
-            flushing.cancel()
-            flush()
-        return length
-
-    async def _fetch_stream(self, job: _Job) -> int:
-        """One GET for the whole body; pieces are cut as the bytes go by."""
-        records: list[PieceRecord] = []
-        piece_length = job.piece_length
-        offset = crc = filled = 0
-        job.progress.total = job.stat.content_length
-
-        def on_chunk(chunk: bytes) -> None:
-            nonlocal offset, crc, filled
-            self._write(job.fd, job.task_id, chunk, offset)
-            view = memoryview(chunk)
-            while view:
-                take = min(len(view), piece_length - filled)
-                crc = zlib.crc32(view[:take], crc)
-                filled += take
-                view = view[take:]
-                if filled == piece_length:
-                    number = len(records)
-                    records.append(
-                        PieceRecord(job.task_id, number, number * piece_length, piece_length, crc)
-                    )
-                    crc = filled = 0
-            offset += len(chunk)
-            job.progress.done += len(chunk)
-            job.source_bytes += len(chunk)
-
-        async def attempt() -> int:
-            nonlocal offset, crc, filled
-            records.clear()
-            job.progress.done = job.progress.reused = offset = crc = filled = 0
-            return await job.source.read_all(job.request.url, job.request.headers, on_chunk)
-
-        total = await with_retries(self.retry, attempt)
-        if filled:
-            number = len(records)
-            records.append(PieceRecord(job.task_id, number, number * piece_length, filled, crc))
-        os.ftruncate(job.fd, total)
-        self.store.metadata.add_pieces(records)
-        job.progress.total = total
-        return total
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The first real error inside (nested) exception groups, for a one-line message."""
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
+async def _in_thread(source: HTTPSource, fn: Callable[..., T], *args: object) -> T:
+    """Run blocking `fn` on a thread; if we are cancelled, abort its reads and wait."""
+    future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        source.stop()
+        await asyncio.wait({future})  # returns within one read once stopped
+        if not future.cancelled():
+            future.exception()  # the Stopped it ended with is expected, not news
+        raise

