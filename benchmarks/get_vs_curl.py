@@ -26,9 +26,19 @@ from tests.support.nginx import Nginx
 from damselfly.units import format_size, parse_size
 
 
-def timed(cmd: list[str]) -> tuple[float, int]:
+def settle(warm: Path) -> None:
+    """Same start for every timed command on this noisy VM: the origin file in page
+    cache (the host reclaims it between runs), earlier writes and discards done."""
+    with warm.open("rb") as f:
+        while f.read(8 << 20):
+            pass
+    os.sync()
+    time.sleep(1.0)
+
+
+def timed(cmd: list[str], warm: Path) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of one command."""
-    os.sync()  # earlier rounds' dirty pages must not be written back on this one's time
+    settle(warm)
     started = time.perf_counter()
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -76,23 +86,22 @@ def main() -> None:
                     h.update(block)
             expected = h.hexdigest()
             url = nginx.url("/big.bin")
-            out = work / "out.bin"
+            # Nothing is deleted between timed runs: on this VM's disk (online discard) a
+            # 1 GiB delete slowed whichever command ran next by seconds.
             curl_times, get_times, get_rss = [], [], []
             for n in range(args.rounds):
-                wall, _ = timed([curl, "-s", "-f", "-o", str(out), url])
+                wall, _ = timed([curl, "-s", "-f", "-o", str(work / f"curl-{n}.bin"), url], source)
                 curl_times.append(wall)
-                out.unlink()
+                out = work / f"get-{n}.bin"
                 data = work / f"data-{n}"
                 wall, rss = timed(
-                    [*damselfly, url, "-O", str(out), "--no-progress", "--data-dir", str(data)]
+                    [*damselfly, url, "-O", str(out), "--no-progress", "--data-dir", str(data)],
+                    source,
                 )
                 get_times.append(wall)
                 get_rss.append(rss)
                 if n == 0 and sha256(out) != expected:
                     raise SystemExit("damselfly get produced wrong bytes")
-                out.unlink()
-                if n < args.rounds - 1:
-                    shutil.rmtree(data)
                 print(
                     f"round {n + 1}: curl {curl_times[-1]:.2f}s  get {get_times[-1]:.2f}s",
                     flush=True,
@@ -103,11 +112,11 @@ def main() -> None:
             for n in range(args.rounds):
                 target = work / f"hit-{n}.bin"
                 wall, rss = timed(
-                    [*damselfly, url, "-O", str(target), "--no-progress", "--data-dir", str(data)]
+                    [*damselfly, url, "-O", str(target), "--no-progress", "--data-dir", str(data)],
+                    source,
                 )
                 hit_times.append(wall)
                 get_rss.append(rss)
-                target.unlink()
             log = (data / "logs" / "peer.log").read_text()
             hit_costs = [
                 float(c)
