@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import collections
 import json
+import logging
 import re
 import ssl
 from pathlib import Path
@@ -197,6 +198,8 @@ class Origin:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    # clients hanging up mid-body is what several tests do on purpose
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     origin = Origin(Path(args.root))
     runner = web.AppRunner(origin.app(), access_log=None)
     await runner.setup()
