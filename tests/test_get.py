@@ -391,3 +391,23 @@ def test_nginx_origin(tmp_path, data_dir) -> None:
         assert nginx.bytes_sent("/n.bin") == 40 * MiB + 1
     finally:
         nginx.stop()
+
+
+def test_ctrl_c_stops_promptly_keeps_pieces_and_says_so(origin, data_dir, tmp_path) -> None:
+    serve(origin, "interrupt.bin", 16 * MiB)
+    url = origin.url("/slow/256/interrupt.bin")
+    out = tmp_path / "o"
+    process = start_damselfly("get", url, "-O", str(out), "--no-progress", data_dir=data_dir)
+    try:
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        stop(process)
+    assert process.returncode == 130
+    assert time.monotonic() - started < 10
+    assert stderr.startswith("error: interrupted") and "Traceback" not in stderr
+    assert not out.exists()
+    log = (data_dir / "logs" / "peer.log").read_text()
+    assert "download task failed" in log and 'error="interrupted"' in log

@@ -10,6 +10,12 @@ class DamselflyError(Exception):
     """Base of every error damselfly reports to a user (CLI line, API 4xx)."""
 
     code = "InternalError"
+    exit_code = 1
+
+
+class Interrupted(DamselflyError):
+    code = "Interrupted"
+    exit_code = 130
 
 
 class InvalidInput(DamselflyError):

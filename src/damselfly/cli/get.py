@@ -11,7 +11,7 @@ from damselfly import digest as digests
 from damselfly import ids
 from damselfly.cli.options import default_data_dir, filters_or_default, parse_headers
 from damselfly.cli.progress import ProgressBar
-from damselfly.errors import InvalidInput
+from damselfly.errors import Interrupted, InvalidInput
 from damselfly.logs import EventLog
 from damselfly.peer.download import Downloader
 from damselfly.peer.output import check_output, place_output
@@ -151,7 +151,12 @@ def get(
     try:
         downloader = Downloader(store, settings, log)
         collect(store, downloader.gc_policy)
-        result = asyncio.run(_run(downloader, request, show=not no_progress))
+        try:
+            result = asyncio.run(_run(downloader, request, show=not no_progress))
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted; finished pieces of {url} are kept and the same command resumes"
+            ) from None
         if expected is not None:
             digests.verify(result.content_path, expected, what=f"{url} (task {result.task_id})")
         place_output(result.content_path, output)

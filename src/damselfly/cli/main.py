@@ -51,7 +51,7 @@ def run(argv: list[str] | None = None) -> int:
         return 1
     except DamselflyError as exc:
         report(exc)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted; finished pieces are kept and a rerun resumes", file=sys.stderr)
         return 130

@@ -92,11 +92,11 @@ class Downloader:
                         "or raise --timeout"
                     ) from exc
                 raise
-        except DamselflyError as exc:
+        except (DamselflyError, asyncio.CancelledError) as exc:
             self.log.error(
                 "download task failed",
                 **fields,
-                error=str(exc),
+                error=str(exc) if isinstance(exc, DamselflyError) else "interrupted",
                 cost=f"{time.monotonic() - started:.3f}s",
             )
             raise
