@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.nginx import Nginx
+from tests.support.processes import sha256_file
 
 from damselfly.units import format_size, parse_size
 
@@ -46,14 +47,6 @@ def timed(cmd: list[str], warm: Path) -> tuple[float, int]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{process.stderr.read().decode()}")
     return elapsed, usage.ru_maxrss * 1024
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def main() -> None:
@@ -100,7 +93,7 @@ def main() -> None:
                 )
                 get_times.append(wall)
                 get_rss.append(rss)
-                if n == 0 and sha256(out) != expected:
+                if n == 0 and sha256_file(out) != expected:
                     raise SystemExit("damselfly get produced wrong bytes")
                 print(
                     f"round {n + 1}: curl {curl_times[-1]:.2f}s  get {get_times[-1]:.2f}s",

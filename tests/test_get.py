@@ -247,17 +247,14 @@ def test_concurrent_gets_of_one_task_fetch_it_once(origin, data_dir, tmp_path) -
     assert origin.stats()["body_bytes"]["/slow/8192/together.bin"] <= size + 1
 
 
-def test_sigkill_then_rerun_resumes_from_finished_pieces(origin, data_dir, tmp_path) -> None:
-    size = 32 * MiB
-    digest = serve(origin, "resume.bin", size)
-    url = origin.url("/slow/4096/resume.bin")
-    out = tmp_path / "o"
+def kill_after_pieces(url: str, out: Path, data_dir: Path, pieces: int = 2) -> int:
+    """Start a get, SIGKILL it once `pieces` pieces are recorded; pieces recorded."""
     first = start_damselfly(
         "get", url, "-O", str(out), "--concurrency", "2", "--no-progress", data_dir=data_dir
     )
     try:
         deadline = time.monotonic() + 60
-        while piece_rows(data_dir) < 2 and time.monotonic() < deadline:
+        while piece_rows(data_dir) < pieces and time.monotonic() < deadline:
             assert first.poll() is None, "finished before it could be killed"
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
@@ -265,7 +262,15 @@ def test_sigkill_then_rerun_resumes_from_finished_pieces(origin, data_dir, tmp_p
     finally:
         stop(first)
     assert not out.exists()
-    finished = piece_rows(data_dir)
+    return piece_rows(data_dir)
+
+
+def test_sigkill_then_rerun_resumes_from_finished_pieces(origin, data_dir, tmp_path) -> None:
+    size = 32 * MiB
+    digest = serve(origin, "resume.bin", size)
+    url = origin.url("/slow/4096/resume.bin")
+    out = tmp_path / "o"
+    finished = kill_after_pieces(url, out, data_dir)
     assert finished >= 2
     sent_before = origin.stats()["body_bytes"]["/slow/4096/resume.bin"]
 
@@ -283,17 +288,7 @@ def test_corrupted_piece_is_refetched_on_resume(origin, data_dir, tmp_path) -> N
     digest = serve(origin, "corrupt.bin", size)
     url = origin.url("/slow/4096/corrupt.bin")
     out = tmp_path / "o"
-    first = start_damselfly(
-        "get", url, "-O", str(out), "--concurrency", "2", "--no-progress", data_dir=data_dir
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while piece_rows(data_dir) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        stop(first)
+    assert kill_after_pieces(url, out, data_dir) >= 2
     task_id = ids.task_id(ids.TaskIdentity(url=url))
     with sqlite3.connect(data_dir / "metadata.db") as conn:
         offset = conn.execute(
