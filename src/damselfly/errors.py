@@ -52,6 +52,7 @@ class SourceError(DamselflyError):
     reason: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     retryable: bool = False
+    unreachable: bool = False  # no connection at all: no point trying another method
 
     code = "SourceFileError.DownloadNotAccessible"
 

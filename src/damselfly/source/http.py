@@ -89,6 +89,7 @@ def _error_from_exception(exc: BaseException, url: str) -> SourceError:
             "check that the origin is up and reachable",
             url=url,
             retryable=True,
+            unreachable=True,
         )
     if isinstance(exc, ReadTimeoutError):
         return SourceError(
@@ -185,7 +186,7 @@ class HTTPSource:
         try:
             resp = self._open("HEAD", url, self._headers(headers))
         except SourceError as exc:
-            if exc.retryable and exc.status is None and "cannot connect" in exc.message:
+            if exc.unreachable:
                 raise
             resp = None  # some origins refuse HEAD; the ranged GET below decides
         if resp is not None:
