@@ -82,17 +82,19 @@ def main() -> None:
             # Nothing is deleted between timed runs: on this VM's disk (online discard) a
             # 1 GiB delete slowed whichever command ran next by seconds.
             curl_times, get_times, get_rss = [], [], []
+
+            def timed_get(out: Path, data: Path) -> float:
+                cmd = [*damselfly, url, "-O", str(out), "--no-progress", "--data-dir", str(data)]
+                wall, rss = timed(cmd, source)
+                get_rss.append(rss)
+                return wall
+
             for n in range(args.rounds):
                 wall, _ = timed([curl, "-s", "-f", "-o", str(work / f"curl-{n}.bin"), url], source)
                 curl_times.append(wall)
                 out = work / f"get-{n}.bin"
                 data = work / f"data-{n}"
-                wall, rss = timed(
-                    [*damselfly, url, "-O", str(out), "--no-progress", "--data-dir", str(data)],
-                    source,
-                )
-                get_times.append(wall)
-                get_rss.append(rss)
+                get_times.append(timed_get(out, data))
                 if n == 0 and sha256_file(out) != expected:
                     raise SystemExit("damselfly get produced wrong bytes")
                 print(
@@ -101,15 +103,7 @@ def main() -> None:
                 )
 
             # cache hits from the last round's store
-            hit_times, hit_costs = [], []
-            for n in range(args.rounds):
-                target = work / f"hit-{n}.bin"
-                wall, rss = timed(
-                    [*damselfly, url, "-O", str(target), "--no-progress", "--data-dir", str(data)],
-                    source,
-                )
-                hit_times.append(wall)
-                get_rss.append(rss)
+            hit_times = [timed_get(work / f"hit-{n}.bin", data) for n in range(args.rounds)]
             log = (data / "logs" / "peer.log").read_text()
             hit_costs = [
                 float(c)

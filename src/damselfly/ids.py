@@ -120,9 +120,6 @@ class TaskIdentity:
     content_for_calculating_task_id: str | None = None
     revision: str = ""  # upstream uses this for model hubs only
 
-    def task_id(self) -> str:
-        return task_id(self)
-
 
 def task_id(identity: TaskIdentity) -> str:
     """The Dragonfly-compatible task ID for `identity`."""
