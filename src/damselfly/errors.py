@@ -12,6 +12,25 @@ class DamselflyError(Exception):
     code = "InternalError"
     exit_code = 1
 
+    def details(self) -> list[str]:
+        """Extra lines under the CLI's `error:` line."""
+        return []
+
+
+class RemoteError(DamselflyError):
+    """An error another damselfly process reported (the peer daemon, the scheduler)."""
+
+    def __init__(
+        self, code: str, message: str, exit_code: int = 1, details: list[str] | None = None
+    ):
+        super().__init__(message)
+        self.code = code
+        self.exit_code = exit_code
+        self._details = list(details or [])
+
+    def details(self) -> list[str]:
+        return self._details
+
 
 class Interrupted(DamselflyError):
     code = "Interrupted"

@@ -65,6 +65,20 @@ class PeerSettings:
     gc_low_watermark: float = field(
         default=0.60, metadata=_help("Disk use (0-1) LRU eviction goes down to.")
     )
+    scheduler: str | None = field(
+        default=None, metadata=_help("Scheduler URL, e.g. http://10.0.0.5:8002; none: no P2P.")
+    )
+    listen: str = field(default="0.0.0.0", metadata=_help("Address the upload server binds."))
+    upload_port: int = field(
+        default=0, metadata=_help("Upload server port (0: any free port; it is announced).")
+    )
+    upload_slots: int = field(default=32, metadata=_help("Pieces uploaded at once (1-1024)."))
+    endpoint: Path | None = field(
+        default=None, metadata=_help("Local API unix socket (default <data_dir>/peer.sock).")
+    )
+    heartbeat_interval: float = field(
+        default=5.0, metadata=_help("Seconds between heartbeats to the scheduler.")
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -72,13 +86,66 @@ class PeerSettings:
             problems.append(f"concurrency {self.concurrency} is not within 1-64")
         if self.retry_attempts < 1:
             problems.append("retry_attempts must be at least 1")
-        for name in ("retry_backoff", "connect_timeout", "read_timeout", "gc_ttl"):
+        if not 1 <= self.upload_slots <= 1024:
+            problems.append(f"upload_slots {self.upload_slots} is not within 1-1024")
+        if not 0 <= self.upload_port <= 65535:
+            problems.append(f"upload_port {self.upload_port} is not a port number")
+        if self.scheduler is not None and not self.scheduler.startswith(("http://", "https://")):
+            problems.append(f"scheduler {self.scheduler!r} must be an http(s) URL")
+        for name in (
+            "retry_backoff",
+            "connect_timeout",
+            "read_timeout",
+            "gc_ttl",
+            "heartbeat_interval",
+        ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
         if not 0 < self.gc_low_watermark <= self.gc_high_watermark <= 1:
             problems.append("watermarks need 0 < low <= high <= 1")
         if problems:
             raise InvalidInput("invalid peer settings: " + "; ".join(problems))
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.endpoint or default_endpoint(self.data_dir)
+
+
+def default_endpoint(data_dir: Path) -> Path:
+    return data_dir / "peer.sock"
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    """Where the scheduler listens and how it chooses parents."""
+
+    data_dir: Path = field(metadata=_help("Logs live here."))
+    listen: str = field(default="0.0.0.0", metadata=_help("Address the API binds."))
+    port: int = field(default=8002, metadata=_help("API port (0: any free port)."))
+    host_ttl: float = field(
+        default=30.0, metadata=_help("Seconds without a heartbeat before a host is dropped.")
+    )
+    max_parents: int = field(default=4, metadata=_help("Parents handed out at a time (1-20)."))
+    candidate_sample: int = field(
+        default=40, metadata=_help("Candidates scored per parent selection.")
+    )
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 <= self.port <= 65535:
+            problems.append(f"port {self.port} is not a port number")
+        if self.host_ttl <= 0:
+            problems.append("host_ttl must be positive")
+        if not 1 <= self.max_parents <= 20:
+            problems.append(f"max_parents {self.max_parents} is not within 1-20")
+        if self.candidate_sample < self.max_parents:
+            problems.append("candidate_sample must be at least max_parents")
+        if problems:
+            raise InvalidInput("invalid scheduler settings: " + "; ".join(problems))
 
     @property
     def log_dir(self) -> Path:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from damselfly import digest as digests
-from damselfly import ids
 from damselfly.cli.options import default_data_dir, filters_or_default, parse_headers
 from damselfly.cli.progress import ProgressBar
 from damselfly.errors import Interrupted, InvalidInput
 from damselfly.logs import EventLog
+from damselfly.peer.daemon_client import DaemonClient, DaemonUnavailable
 from damselfly.peer.download import Downloader
 from damselfly.peer.output import check_output, place_output
-from damselfly.peer.request import DownloadRequest, DownloadResult, Progress
+from damselfly.peer.request import DownloadRequest, DownloadResult, Progress, check_url
 from damselfly.pieces import check_piece_length
-from damselfly.settings import PeerSettings
+from damselfly.settings import PeerSettings, default_endpoint
 from damselfly.storage import Store
 from damselfly.storage.gc import collect
 from damselfly.units import parse_duration, parse_size
@@ -33,8 +36,6 @@ Examples:
   damselfly get https://example.com/a.tar -O a.tar --digest sha256:HEX -H 'Authorization: Bearer x'
 """  # noqa: E501
 
-SUPPORTED_SCHEMES = ("http", "https")
-
 
 def build_request(
     url: str,
@@ -48,12 +49,7 @@ def build_request(
     timeout: str | None,
     disable_back_to_source: bool,
 ) -> DownloadRequest:
-    parsed = ids.parse_url(url)
-    scheme = parsed.protocol.rstrip(":")
-    if scheme not in SUPPORTED_SCHEMES:
-        raise InvalidInput(
-            f"unsupported scheme {scheme!r} in {url}; damselfly get fetches http and https URLs"
-        )
+    check_url(url)
     length = check_piece_length(parse_size(piece_length)) if piece_length is not None else None
     return DownloadRequest(
         url=url,
@@ -68,13 +64,16 @@ def build_request(
     )
 
 
-async def _run(downloader: Downloader, request: DownloadRequest, show: bool) -> DownloadResult:
+Download = Callable[[Progress], Awaitable[DownloadResult]]
+
+
+async def _run(download: Download, show: bool) -> DownloadResult:
     progress = Progress()
     bar = ProgressBar(progress) if show else None
     drawing = asyncio.create_task(bar.run()) if bar else None
     succeeded = False
     try:
-        result = await downloader.download(request, progress)
+        result = await download(progress)
         succeeded = True
         return result
     finally:
@@ -82,6 +81,44 @@ async def _run(downloader: Downloader, request: DownloadRequest, show: bool) -> 
             drawing.cancel()
         if bar:
             bar.finish(succeeded=succeeded)
+
+
+def _through_daemon(client: DaemonClient, request: DownloadRequest) -> Download:
+    async def download(progress: Progress) -> DownloadResult:
+        def on_progress(line: dict[str, Any]) -> None:
+            with progress.lock:
+                progress.total, progress.done = line["total"], line["done"]
+                progress.reused = line["reused"]
+
+        # a daemon thread: Ctrl-C must not wait for the daemon's download to end
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[DownloadResult] = loop.create_future()
+
+        def work() -> None:
+            try:
+                result = client.download(request, on_progress)
+            except BaseException as exc:  # handed to the event loop as the outcome
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+        threading.Thread(target=work, name="damselfly-get", daemon=True).start()
+        return await future
+
+    return download
+
+
+def _settle(
+    future: asyncio.Future[DownloadResult],
+    result: DownloadResult | None,
+    exc: BaseException | None,
+) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
 
 
 def get(
@@ -122,6 +159,12 @@ def get(
         8, "--concurrency", min=1, max=64, help="Pieces fetched at once."
     ),
     ca_cert: Path | None = typer.Option(None, "--ca-cert", help="CA bundle for HTTPS origins."),
+    endpoint: Path | None = typer.Option(
+        None,
+        "--endpoint",
+        help="Peer daemon socket (default <data-dir>/peer.sock). When a daemon answers "
+        "there, it downloads (P2P); otherwise get works alone.",
+    ),
 ) -> None:
     request = build_request(
         url,
@@ -139,27 +182,46 @@ def get(
     if ca_cert is not None and not ca_cert.is_file():
         raise InvalidInput(f"CA bundle {ca_cert} does not exist")
 
+    data_dir = data_dir or default_data_dir()
+    client = DaemonClient(endpoint or default_endpoint(data_dir))
+    try:
+        if client.available():
+            result = asyncio.run(_run(_through_daemon(client, request), show=not no_progress))
+        elif endpoint is not None:
+            raise DaemonUnavailable(
+                f"no peer daemon answers at {endpoint}; start `damselfly peer` there or "
+                "drop --endpoint to download without one"
+            )
+        else:
+            result = _alone(request, data_dir, hostname, concurrency, ca_cert, not no_progress)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; finished pieces of {url} are kept and the same command resumes"
+        ) from None
+    if expected is not None:
+        digests.verify(result.content_path, expected, what=f"{url} (task {result.task_id})")
+    place_output(result.content_path, output)
+
+
+def _alone(
+    request: DownloadRequest,
+    data_dir: Path,
+    hostname: str | None,
+    concurrency: int,
+    ca_cert: Path | None,
+    show: bool,
+) -> DownloadResult:
+    """A transient in-process peer: the store and the origin, no scheduler."""
     overrides = {"hostname": hostname} if hostname else {}
     settings = PeerSettings(
-        data_dir=data_dir or default_data_dir(),
-        concurrency=concurrency,
-        ca_cert=ca_cert,
-        **overrides,
+        data_dir=data_dir, concurrency=concurrency, ca_cert=ca_cert, **overrides
     )
     store = Store(settings.data_dir)
     log = EventLog(settings.log_dir, "peer")
     try:
         downloader = Downloader(store, settings, log)
         collect(store, downloader.gc_policy)
-        try:
-            result = asyncio.run(_run(downloader, request, show=not no_progress))
-        except KeyboardInterrupt:
-            raise Interrupted(
-                f"interrupted; finished pieces of {url} are kept and the same command resumes"
-            ) from None
-        if expected is not None:
-            digests.verify(result.content_path, expected, what=f"{url} (task {result.task_id})")
-        place_output(result.content_path, output)
+        return asyncio.run(_run(lambda progress: downloader.download(request, progress), show))
     finally:
         log.close()
         store.close()

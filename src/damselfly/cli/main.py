@@ -8,8 +8,10 @@ import sys
 import typer
 
 from damselfly.cli import get as get_cmd
+from damselfly.cli import peer as peer_cmd
+from damselfly.cli import scheduler as scheduler_cmd
 from damselfly.cli import task_id as task_id_cmd
-from damselfly.errors import DamselflyError, SourceError
+from damselfly.errors import DamselflyError
 
 
 def build_app() -> typer.Typer:
@@ -23,14 +25,15 @@ def build_app() -> typer.Typer:
     )
     app.command("get", help=get_cmd.HELP, no_args_is_help=True)(get_cmd.get)
     app.command("task-id", help=task_id_cmd.HELP)(task_id_cmd.task_id)
+    app.command("peer", help=peer_cmd.HELP)(peer_cmd.peer)
+    app.command("scheduler", help=scheduler_cmd.HELP)(scheduler_cmd.scheduler)
     return app
 
 
 def report(exc: DamselflyError) -> None:
     print(f"error: {exc}", file=sys.stderr)
-    if isinstance(exc, SourceError):
-        for line in exc.details():
-            print(f"  {line}", file=sys.stderr)
+    for line in exc.details():
+        print(f"  {line}", file=sys.stderr)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from damselfly import ids
@@ -18,6 +18,8 @@ from damselfly.errors import Conflict, DamselflyError, DownloadTimeout, NotFound
 from damselfly.logs import EventLog
 from damselfly.peer.request import DownloadRequest, DownloadResult, Progress
 from damselfly.pieces import PieceLayout, default_piece_length
+from damselfly.protocol.pieces import PieceList
+from damselfly.protocol.scheduler import ParentInfo, PeerState
 from damselfly.settings import PeerSettings
 from damselfly.source.retry import RetryPolicy
 from damselfly.source.types import RangeNotSupported, SourceStat
@@ -25,6 +27,8 @@ from damselfly.storage import PieceRecord, Store, TaskRecord, TaskState
 from damselfly.storage.gc import GCPolicy, collect
 
 if TYPE_CHECKING:
+    from damselfly.peer.fetch import FetchJob, SourceFetcher
+    from damselfly.peer.p2p import PeerToPeer, TaskSession
     from damselfly.source.http import HTTPSource
 
 T = TypeVar("T")
@@ -32,9 +36,17 @@ _FLUSH_INTERVAL = 0.25
 
 
 class Downloader:
-    """Downloads tasks into a Store from their origin (parents come with the P2P layer)."""
+    """Downloads tasks into a Store: from parents the scheduler names when `p2p` is
+    given (the daemon), and from the origin for whatever they cannot give."""
 
-    def __init__(self, store: Store, settings: PeerSettings, log: EventLog) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: PeerSettings,
+        log: EventLog,
+        p2p: PeerToPeer | None = None,
+    ) -> None:
+        self.p2p = p2p
         self.store = store
         self.settings = settings
         self.log = log
@@ -107,6 +119,8 @@ class Downloader:
             **fields,
             content_length=result.content_length,
             from_cache=str(result.from_cache).lower(),
+            source_bytes=result.source_bytes,
+            peer_bytes=result.peer_bytes,
             cost=f"{result.seconds:.3f}s",
         )
         return result
@@ -130,25 +144,47 @@ class Downloader:
                 0,
                 time.monotonic() - started,
             )
-        if request.disable_back_to_source:
-            raise NotFound(
-                f"task {task_id} for {request.url} is not cached here and back-to-source is "
-                "disabled; drop --disable-back-to-source or fetch it on a peer that has it"
-            )
+        session = None
+        parents: list[ParentInfo] = []
+        listed: PieceList | None = None
+        if self.p2p is not None:
+            from damselfly.peer.p2p import TaskSession
+
+            session = TaskSession(self.p2p, request, task_id, peer_id)
+            parents = await session.find_parents()
+            if parents:
+                listed = await session.meta(parents)
+                if listed is None:
+                    parents = []
         source = self._source()
         try:
-            stat = await _in_thread(source, source.stat, request.url, request.headers)
-            piece_length = request.piece_length or default_piece_length(stat.content_length)
+            if listed is not None:
+                stat = SourceStat(listed.content_length, True, listed.etag, listed.last_modified)
+                piece_length = listed.piece_length or default_piece_length(stat.content_length)
+            else:
+                self._check_back_to_source(request, task_id)
+                stat = await _in_thread(source, source.stat, request.url, request.headers)
+                piece_length = request.piece_length or default_piece_length(stat.content_length)
             finished = await self._resumable_pieces(task_id, stat, piece_length)
             self._start_record(request, task_id, stat, piece_length)
             try:
                 length = await self._fetch(
-                    source, request, task_id, stat, piece_length, finished, progress
+                    source,
+                    request,
+                    task_id,
+                    stat,
+                    piece_length,
+                    finished,
+                    progress,
+                    session,
+                    parents,
                 )
             except BaseException as exc:
                 self.store.metadata.update_task(
                     task_id, state=TaskState.FAILED, error=str(exc)[:2000], updated_at=time.time()
                 )
+                if session is not None:
+                    await asyncio.shield(session.end(PeerState.FAILED))
                 raise
         finally:
             source.close()
@@ -160,6 +196,8 @@ class Downloader:
             boot_id=self.store.boot_id,
             updated_at=time.time(),
         )
+        if session is not None:
+            await session.end(PeerState.SUCCEEDED)
         return DownloadResult(
             task_id,
             peer_id,
@@ -169,7 +207,17 @@ class Downloader:
             progress.source_bytes,
             len(finished),
             time.monotonic() - started,
+            progress.peer_bytes,
         )
+
+    @staticmethod
+    def _check_back_to_source(request: DownloadRequest, task_id: str) -> None:
+        if request.disable_back_to_source:
+            raise NotFound(
+                f"task {task_id} for {request.url} is not cached here, no parent has it, and "
+                "back-to-source is disabled; drop --disable-back-to-source or fetch it on a "
+                "peer that has it"
+            )
 
     async def _fetch(
         self,
@@ -180,6 +228,8 @@ class Downloader:
         piece_length: int,
         finished: dict[int, PieceRecord],
         progress: Progress,
+        session: TaskSession | None,
+        parents: list[ParentInfo],
     ) -> int:
         """Fetch the missing bytes into the content file; its final length."""
         from damselfly.peer.fetch import FetchJob, SourceFetcher
@@ -190,11 +240,23 @@ class Downloader:
         try:
             if stat.supports_range and stat.content_length is not None:
                 layout = PieceLayout(stat.content_length, piece_length)
-                missing = [p for p in layout.pieces() if p.number not in finished]
                 progress.start(stat.content_length, sum(p.length for p in finished.values()))
                 try:
                     await self._with_flusher(
-                        source, lambda on_piece: fetcher.fetch_ranged(job, missing, on_piece)
+                        source,
+                        session,
+                        lambda on_piece: self._fetch_pieces(
+                            fetcher, job, layout, finished, on_piece, session, parents
+                        ),
+                        PieceList(
+                            task_id,
+                            "running",
+                            stat.content_length,
+                            piece_length,
+                            stat.etag,
+                            stat.last_modified,
+                        ),
+                        finished,
                     )
                     return stat.content_length
                 except RangeNotSupported:
@@ -211,16 +273,50 @@ class Downloader:
         finally:
             os.close(fd)
 
-    async def _with_flusher(
-        self, source: HTTPSource, work: Callable[[Callable[[PieceRecord], None]], None]
+    async def _fetch_pieces(
+        self,
+        fetcher: SourceFetcher,
+        job: FetchJob,
+        layout: PieceLayout,
+        finished: dict[int, PieceRecord],
+        on_piece: Callable[[PieceRecord], None],
+        session: TaskSession | None,
+        parents: list[ParentInfo],
     ) -> None:
-        """Run `work` on a thread; record the pieces it finishes every 0.25 s."""
+        """From parents while they can give, then the rest from the source."""
+        missing = [p for p in layout.pieces() if p.number not in finished]
+        if session is not None and parents and missing:
+            swarm = session.swarm(
+                layout,
+                job.fd,
+                job.progress,
+                on_piece,
+                lambda exc: self.store.storage_error(exc, job.task_id, None),
+            )
+            missing = await swarm.run(parents, set(finished))
+            if missing:
+                self._check_back_to_source(job.request, job.task_id)
+        if missing:
+            await _in_thread(job.source, fetcher.fetch_ranged, job, missing, on_piece)
+
+    async def _with_flusher(
+        self,
+        source: HTTPSource,
+        session: TaskSession | None,
+        work: Callable[[Callable[[PieceRecord], None]], Awaitable[None]],
+        listed: PieceList,
+        finished: dict[int, PieceRecord],
+    ) -> None:
+        """Run `work`; record the pieces it finishes every 0.25 s, and show them to
+        children and the scheduler as they land."""
         done: list[PieceRecord] = []
         guard = threading.Lock()
 
         def on_piece(record: PieceRecord) -> None:
             with guard:
                 done.append(record)
+            if session is not None:
+                session.on_piece(record)
 
         def flush() -> None:
             with guard:
@@ -233,11 +329,16 @@ class Downloader:
                 await asyncio.sleep(_FLUSH_INTERVAL)
                 flush()
 
-        flushing = asyncio.create_task(flusher())
+        background = [asyncio.create_task(flusher())]
+        if session is not None:
+            session.begin(listed, finished)
+            background.append(asyncio.create_task(session.report_loop()))
         try:
-            await _in_thread(source, work, on_piece)
+            await work(on_piece)
         finally:
-            flushing.cancel()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             flush()
 
     def _start_record(

@@ -111,10 +111,11 @@ class HTTPSource:
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
         ca_cert: str | None = None,
+        pools: int = 4,
     ) -> None:
         self.retry = retry
         self._pool = urllib3.PoolManager(
-            num_pools=4,
+            num_pools=pools,
             maxsize=connections,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
             retries=_REDIRECTS,

@@ -1,0 +1,81 @@
+"""`damselfly peer`: run the peer daemon on this host."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from damselfly.cli.options import default_data_dir
+from damselfly.settings import PeerSettings
+
+if TYPE_CHECKING:
+    from damselfly.peer.daemon import Daemon
+
+HELP = """Run the peer daemon: downloads for local `damselfly get`s (P2P through the scheduler), serves pieces to other peers.
+
+Examples:
+
+  damselfly peer --scheduler http://10.0.0.5:8002
+
+  damselfly peer --seed --scheduler http://10.0.0.5:8002 --port 65002
+"""  # noqa: E501
+
+
+def peer(
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Scheduler URL; without one the peer only uses the origin."
+    ),
+    seed: bool = typer.Option(False, "--seed", help="Run as a seed peer (host type super)."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Store, logs and socket live here."),
+    hostname: str | None = typer.Option(None, "--hostname", help="Host name in IDs."),
+    ip: str | None = typer.Option(None, "--ip", help="IP address announced to others."),
+    listen: str = typer.Option("0.0.0.0", "--listen", help="Address the upload server binds."),
+    port: int = typer.Option(0, "--port", help="Upload server port (0: any free port)."),
+    endpoint: Path | None = typer.Option(
+        None, "--endpoint", help="Local API socket (default <data-dir>/peer.sock)."
+    ),
+    upload_slots: int = typer.Option(32, "--upload-slots", help="Pieces uploaded at once."),
+    concurrency: int = typer.Option(8, "--concurrency", help="Pieces fetched at once."),
+    heartbeat_interval: float = typer.Option(
+        5.0, "--heartbeat-interval", help="Seconds between heartbeats."
+    ),
+) -> None:
+    overrides: dict[str, object] = {}
+    if hostname:
+        overrides["hostname"] = hostname
+    if ip:
+        overrides["ip"] = ip
+    settings = PeerSettings(
+        data_dir=data_dir or default_data_dir(),
+        seed=seed,
+        scheduler=scheduler,
+        listen=listen,
+        upload_port=port,
+        endpoint=endpoint,
+        upload_slots=upload_slots,
+        concurrency=concurrency,
+        heartbeat_interval=heartbeat_interval,
+        **overrides,
+    )
+
+    def ready(daemon: Daemon) -> None:
+        print(
+            f"peer {daemon.host_id} ready: upload {settings.ip}:{daemon.upload_port}, "
+            f"local API {settings.socket_path}",
+            flush=True,
+        )
+
+    try:
+        asyncio.run(_serve(settings, ready))
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot start the peer: {exc}") from None
+
+
+async def _serve(settings: PeerSettings, ready: Callable[[Daemon], None]) -> None:
+    from damselfly.peer.daemon import Daemon
+
+    await Daemon(settings).serve_forever(ready)

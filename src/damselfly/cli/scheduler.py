@@ -1,0 +1,75 @@
+"""`damselfly scheduler`: run a scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import typer
+
+from damselfly.cli.options import default_data_dir
+from damselfly.errors import DamselflyError
+from damselfly.settings import SchedulerSettings
+
+HELP = """Run a scheduler: peers register with it, and it chooses their parents.
+
+Example:
+
+  damselfly scheduler --port 8002
+"""
+
+
+def scheduler(
+    listen: str = typer.Option("0.0.0.0", "--listen", help="Address the API binds."),
+    port: int = typer.Option(8002, "--port", help="API port (0: any free port)."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Logs live here."),
+    host_ttl: float = typer.Option(
+        30.0, "--host-ttl", help="Seconds without a heartbeat before a host is dropped."
+    ),
+    max_parents: int = typer.Option(4, "--max-parents", help="Parents handed out at a time."),
+) -> None:
+    settings = SchedulerSettings(
+        data_dir=data_dir or default_data_dir(),
+        listen=listen,
+        port=port,
+        host_ttl=host_ttl,
+        max_parents=max_parents,
+    )
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        raise DamselflyError(f"cannot start the scheduler on {listen}:{port}: {exc}") from None
+
+
+async def serve(settings: SchedulerSettings) -> None:
+    from aiohttp import web
+
+    from damselfly.logs import EventLog
+    from damselfly.scheduler.api import build_app
+    from damselfly.scheduler.selection import SelectionPolicy
+    from damselfly.scheduler.service import Scheduler
+
+    log = EventLog(settings.log_dir, "scheduler")
+    policy = SelectionPolicy(
+        max_parents=settings.max_parents,
+        candidate_sample=settings.candidate_sample,
+        host_ttl=settings.host_ttl,
+    )
+    runner = web.AppRunner(build_app(Scheduler(policy), log), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.listen, settings.port)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopped.set)
+    log.info("scheduler started", listen=settings.listen, port=port)
+    print(f"scheduler ready: http://{settings.listen}:{port}", flush=True)
+    try:
+        await stopped.wait()
+    finally:
+        await runner.cleanup()
+        log.info("scheduler stopped")
+        log.close()

@@ -1,0 +1,329 @@
+"""Pieces of one task from several parents at once.
+
+The event loop decides; worker threads move bytes. For each parent a watcher
+long-polls its piece list, so a piece can be taken from a parent that is still
+downloading the moment it lands there. Up to `concurrency` pieces are in flight,
+rarest first among the parents we know, each from the least busy parent holding
+it. Every piece is checked against the CRC-32 its parent advertised; a parent
+that serves corrupt bytes or stops answering is dropped for this task and reported
+to the scheduler, which hands out others. What no parent can give is returned to
+the caller, which fetches it from the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from damselfly.errors import DamselflyError, SourceError, StorageFull
+from damselfly.logs import EventLog
+from damselfly.peer.request import Progress
+from damselfly.pieces import Piece, PieceLayout, crc32
+from damselfly.protocol.pieces import PieceList, download_path
+from damselfly.protocol.scheduler import AnnounceReply, ParentInfo
+from damselfly.source.http import HTTPSource
+from damselfly.storage import PieceRecord
+
+READ_BUFFER = 1024 * 1024
+_REFRESH_EVERY = 1.0  # ask the scheduler for fresh parents this often
+_POLL_WAIT = 5.0  # long-poll a parent's piece list this long
+_PARENT_STALL = 30.0  # a parent whose list has not grown this long is dropped
+_MAX_FAILURES = 2  # failed piece fetches before a parent is dropped
+
+
+class CorruptPiece(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class ParentLink:
+    info: ParentInfo
+    base_url: str
+    pieces: dict[int, int] = field(default_factory=dict)
+    state: str = "running"
+    inflight: int = 0
+    failures: int = 0
+    dead: bool = False
+    grew_at: float = field(default_factory=time.monotonic)
+    watcher: asyncio.Task | None = None
+
+
+# (bad parent host IDs to report) -> the scheduler's answer, or None when unreachable
+Refresh = Callable[[list[str]], Awaitable[AnnounceReply | None]]
+
+
+class Swarm:
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        peer_id: str,
+        layout: PieceLayout,
+        piece_list: PieceList,
+        fd: int,
+        progress: Progress,
+        on_piece: Callable[[PieceRecord], None],
+        session: aiohttp.ClientSession,
+        source: HTTPSource,
+        executor: Executor,
+        concurrency: int,
+        refresh: Refresh,
+        log: EventLog,
+        storage_error: Callable[[OSError], Exception],
+    ) -> None:
+        self.task_id = task_id
+        self.peer_id = peer_id
+        self.layout = layout
+        self.expected = piece_list  # the task's length and piece length every parent must match
+        self.fd = fd
+        self.progress = progress
+        self.on_piece = on_piece
+        self.session = session
+        self.source = source
+        self.executor = executor
+        self.concurrency = concurrency
+        self.refresh = refresh
+        self.log = log
+        self.storage_error = storage_error
+        self.links: dict[str, ParentLink] = {}
+        self.bad: list[str] = []  # host IDs not yet reported to the scheduler
+        self.peer_bytes = 0
+        self._changed = asyncio.Event()
+        self._buffers = threading.local()
+
+    async def run(self, parents: list[ParentInfo], finished: set[int]) -> list[Piece]:
+        """Fetch every piece not in `finished`; the pieces left for the source."""
+        missing = {p.number: p for p in self.layout.pieces() if p.number not in finished}
+        inflight: dict[asyncio.Future, tuple[Piece, ParentLink]] = {}
+        self._add(parents)
+        last_refresh = time.monotonic()
+        to_source = False
+        try:
+            while missing:
+                self._dispatch(missing, inflight)
+                now = time.monotonic()
+                starving = not inflight
+                if starving or now - last_refresh >= _REFRESH_EVERY:
+                    last_refresh = now
+                    to_source = await self._refresh()
+                    self._dispatch(missing, inflight)
+                    if to_source and not inflight:
+                        break
+                self._drop_stalled(now)
+                if not inflight and not self._live():
+                    to_source = True
+                    break
+                await self._wait(inflight, timeout=_REFRESH_EVERY)
+                self._collect(inflight, missing)
+        finally:
+            await self._stop(inflight)
+        if to_source and missing:
+            self.log.info(
+                "no parent for the remaining pieces, back to source",
+                task_id=self.task_id,
+                peer_id=self.peer_id,
+                pieces=len(missing),
+            )
+        return sorted(missing.values(), key=lambda p: p.number)
+
+    # parents
+
+    def _add(self, parents: list[ParentInfo]) -> None:
+        for info in parents:
+            if info.host_id in self.links or info.host_id in self.bad:
+                continue
+            link = ParentLink(info, f"http://{info.ip}:{info.port}")
+            link.watcher = asyncio.create_task(self._watch(link))
+            self.links[info.host_id] = link
+
+    def _live(self) -> list[ParentLink]:
+        return [link for link in self.links.values() if not link.dead]
+
+    def _drop(self, link: ParentLink, reason: str) -> None:
+        if link.dead:
+            return
+        link.dead = True
+        self.bad.append(link.info.host_id)
+        self._changed.set()
+        self.log.warning(
+            "parent dropped",
+            task_id=self.task_id,
+            peer_id=self.peer_id,
+            parent=link.info.host_id,
+            reason=reason,
+        )
+
+    def _drop_stalled(self, now: float) -> None:
+        for link in self._live():
+            idle = link.inflight == 0 and now - link.grew_at > _PARENT_STALL
+            if link.state == "running" and idle:
+                self._drop(link, f"no new piece for {_PARENT_STALL:g}s")
+
+    async def _refresh(self) -> bool:
+        """Ask the scheduler for parents; True when it sends us back to source."""
+        reported, self.bad = self.bad, []
+        reply = await self.refresh(reported)
+        if reply is None:  # scheduler down: carry on with whom we have
+            return not self._live()
+        self._add(reply.parents)
+        return reply.back_to_source and not self._live()
+
+    async def _watch(self, link: ParentLink) -> None:
+        url = f"{link.base_url}/api/v1/tasks/{self.task_id}/pieces"
+        timeout = aiohttp.ClientTimeout(total=_POLL_WAIT + 10, connect=3)
+        misses = 0
+        while not link.dead:
+            params = {"since": str(len(link.pieces)), "wait": str(_POLL_WAIT)}
+            try:
+                async with self.session.get(url, params=params, timeout=timeout) as resp:
+                    if resp.status == 404:  # a seed told to fetch may not have begun
+                        misses += 1
+                        if misses > 50:
+                            self._drop(link, "it does not have the task")
+                            return
+                        await asyncio.sleep(0.2)
+                        continue
+                    resp.raise_for_status()
+                    listed = PieceList.from_json(await resp.json())
+            except (aiohttp.ClientError, TimeoutError, DamselflyError) as exc:
+                link.failures += 1
+                if link.failures > _MAX_FAILURES:
+                    self._drop(link, f"piece list failed: {exc}")
+                    return
+                await asyncio.sleep(0.2)
+                continue
+            if listed.content_length is not None and (
+                listed.content_length != self.expected.content_length
+                or listed.piece_length != self.expected.piece_length
+            ):
+                self._drop(link, "its copy of the task has another length or piece length")
+                return
+            if len(listed.pieces) > len(link.pieces):
+                link.grew_at = time.monotonic()
+            link.pieces, link.state = listed.pieces, listed.state
+            self._changed.set()
+            if listed.state == "failed":
+                self._drop(link, "its download failed")
+                return
+            if listed.state == "succeeded":
+                return
+
+    # pieces
+
+    def _dispatch(
+        self, missing: dict[int, Piece], inflight: dict[asyncio.Future, tuple[Piece, ParentLink]]
+    ) -> None:
+        busy = {piece.number for piece, _ in inflight.values()}
+        live = self._live()
+        if not live:
+            return
+        loop = asyncio.get_running_loop()
+        while len(inflight) < self.concurrency:
+            best: tuple[int, int] | None = None  # (holders, number): rarest, then lowest
+            for number in missing:
+                if number in busy:
+                    continue
+                holders = sum(1 for link in live if number in link.pieces)
+                if holders and (best is None or (holders, number) < best):
+                    best = (holders, number)
+                    if holders == 1 and number == min(missing):
+                        break
+            if best is None:
+                return
+            piece = missing[best[1]]
+            link = min(
+                (link for link in live if piece.number in link.pieces),
+                key=lambda link: (link.inflight, link.failures),
+            )
+            expected = link.pieces[piece.number]
+            future = loop.run_in_executor(self.executor, self._fetch, link, piece, expected)
+            inflight[future] = (piece, link)
+            link.inflight += 1
+            busy.add(piece.number)
+
+    async def _wait(self, inflight: dict[asyncio.Future, object], timeout: float) -> None:
+        self._changed.clear()
+        changed = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait({*inflight, changed}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            changed.cancel()
+
+    def _collect(
+        self, inflight: dict[asyncio.Future, tuple[Piece, ParentLink]], missing: dict[int, Piece]
+    ) -> None:
+        for future in [f for f in inflight if f.done()]:
+            piece, link = inflight.pop(future)
+            link.inflight -= 1
+            exc = future.exception()
+            if exc is None:
+                missing.pop(piece.number, None)
+                crc = future.result()
+                self.on_piece(
+                    PieceRecord(self.task_id, piece.number, piece.offset, piece.length, crc)
+                )
+                continue
+            if isinstance(exc, StorageFull | OSError) and not isinstance(exc, ConnectionError):
+                raise exc
+            if isinstance(exc, CorruptPiece):
+                self._drop(link, str(exc))
+                continue
+            link.failures += 1
+            unreachable = isinstance(exc, SourceError) and exc.unreachable
+            if unreachable or link.failures >= _MAX_FAILURES:
+                self._drop(link, f"piece {piece.number} failed: {exc}")
+
+    def _fetch(self, link: ParentLink, piece: Piece, expected: int) -> int:
+        """Blocking: one piece from one parent into the content file; its CRC-32."""
+        buffer = getattr(self._buffers, "buffer", None)
+        if buffer is None:
+            buffer = self._buffers.buffer = bytearray(READ_BUFFER)
+        written = crc = 0
+
+        def sink(view: memoryview) -> None:
+            nonlocal written, crc
+            offset = piece.offset + written
+            while view:
+                try:
+                    n = os.pwrite(self.fd, view, offset)
+                except OSError as exc:
+                    raise self.storage_error(exc) from exc
+                crc = crc32(view[:n], crc)
+                written += n
+                offset += n
+                self.progress.received(n, from_source=False)
+                view = view[n:]
+
+        url = f"{link.base_url}{download_path(self.task_id)}?peerId={self.peer_id}"
+        try:
+            self.source.read_range(url, {}, piece.offset, piece.length, sink, buffer)
+        except BaseException:
+            self.progress.discard(written)
+            raise
+        if crc != expected:
+            self.progress.discard(written)
+            raise CorruptPiece(
+                f"parent {link.info.host_id} served piece {piece.number} with CRC-32 "
+                f"{crc:08x}, expected {expected:08x}"
+            )
+        return crc
+
+    async def _stop(self, inflight: dict[asyncio.Future, tuple[Piece, ParentLink]]) -> None:
+        for link in self.links.values():
+            if link.watcher is not None:
+                link.watcher.cancel()
+        if inflight:
+            self.source.stop()  # in-flight reads end within one read
+            await asyncio.wait(set(inflight))
+            for future in inflight:
+                future.exception()  # mostly the Stopped we caused; the cause is already raised
+            self.source.reset()
+        watchers = [link.watcher for link in self.links.values() if link.watcher is not None]
+        await asyncio.gather(*watchers, return_exceptions=True)

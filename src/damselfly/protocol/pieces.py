@@ -1,0 +1,56 @@
+"""Peer <-> peer: a task's finished pieces, as a parent tells a child.
+
+Piece bytes themselves are plain HTTP ranged GETs of
+`/download/<task_id[:3]>/<task_id>?peerId=<child>` served with sendfile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from damselfly.errors import InvalidInput
+
+
+def download_path(task_id: str) -> str:
+    return f"/download/{task_id[:3]}/{task_id}"
+
+
+@dataclass(slots=True)
+class PieceList:
+    task_id: str
+    state: str  # running | succeeded | failed
+    content_length: int | None
+    piece_length: int | None
+    etag: str = ""
+    last_modified: str = ""
+    pieces: dict[int, int] = field(default_factory=dict)  # number -> CRC-32
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "state": self.state,
+            "content_length": self.content_length,
+            "piece_length": self.piece_length,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "count": len(self.pieces),
+            "pieces": [[n, crc] for n, crc in self.pieces.items()],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PieceList:
+        try:
+            pieces = {int(n): int(crc) for n, crc in data.get("pieces") or []}
+            return cls(
+                task_id=str(data["task_id"]),
+                state=str(data["state"]),
+                content_length=data.get("content_length"),
+                piece_length=data.get("piece_length"),
+                etag=str(data.get("etag") or ""),
+                last_modified=str(data.get("last_modified") or ""),
+                pieces=pieces,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"malformed piece list from a parent: {exc}") from None
