@@ -73,6 +73,9 @@ class PeerSettings:
         default=0, metadata=_help("Upload server port (0: any free port; it is announced).")
     )
     upload_slots: int = field(default=32, metadata=_help("Pieces uploaded at once (1-1024)."))
+    upload_rate: int = field(
+        default=0, metadata=_help("Upload cap in bytes per second for this peer (0: none).")
+    )
     endpoint: Path | None = field(
         default=None, metadata=_help("Local API unix socket (default <data_dir>/peer.sock).")
     )
@@ -88,6 +91,8 @@ class PeerSettings:
             problems.append("retry_attempts must be at least 1")
         if not 1 <= self.upload_slots <= 1024:
             problems.append(f"upload_slots {self.upload_slots} is not within 1-1024")
+        if self.upload_rate < 0:
+            problems.append("upload_rate must not be negative")
         if not 0 <= self.upload_port <= 65535:
             problems.append(f"upload_port {self.upload_port} is not a port number")
         if self.scheduler is not None and not self.scheduler.startswith(("http://", "https://")):

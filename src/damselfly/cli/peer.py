@@ -11,6 +11,7 @@ import typer
 
 from damselfly.cli.options import default_data_dir
 from damselfly.settings import PeerSettings
+from damselfly.units import parse_size
 
 if TYPE_CHECKING:
     from damselfly.peer.daemon import Daemon
@@ -39,6 +40,9 @@ def peer(
         None, "--endpoint", help="Local API socket (default <data-dir>/peer.sock)."
     ),
     upload_slots: int = typer.Option(32, "--upload-slots", help="Pieces uploaded at once."),
+    upload_rate: str = typer.Option(
+        "0", "--upload-rate", help="Upload cap per second, e.g. 100MiB (0: none)."
+    ),
     concurrency: int = typer.Option(8, "--concurrency", help="Pieces fetched at once."),
     heartbeat_interval: float = typer.Option(
         5.0, "--heartbeat-interval", help="Seconds between heartbeats."
@@ -57,6 +61,7 @@ def peer(
         upload_port=port,
         endpoint=endpoint,
         upload_slots=upload_slots,
+        upload_rate=parse_size(upload_rate),
         concurrency=concurrency,
         heartbeat_interval=heartbeat_interval,
         **overrides,

@@ -24,6 +24,7 @@ from damselfly.logs import EventLog
 from damselfly.peer.active import ActiveTasks
 from damselfly.peer.download import Downloader
 from damselfly.peer.p2p import PeerToPeer
+from damselfly.peer.ratelimit import RateLimit
 from damselfly.peer.request import DownloadRequest, DownloadResult, Progress
 from damselfly.peer.scheduler_client import SchedulerClient
 from damselfly.pieces import PieceLayout
@@ -54,6 +55,7 @@ class Daemon:
         self.inflight: dict[str, Inflight] = {}
         self.upload_port = settings.upload_port
         self.uploading = 0  # pieces being sent right now
+        self.upload_rate = RateLimit(settings.upload_rate)
         self._runners: list[web.AppRunner] = []
         self._background: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
@@ -257,7 +259,7 @@ class Daemon:
         total = None
         if record.content_length is not None:
             total = PieceLayout(record.content_length, record.piece_length).count
-        state = record.state.value
+        state = record.state.value.lower()
         if record.state is TaskState.RUNNING and task_id not in self.inflight:
             state = "interrupted"  # a killed download: the next get resumes it
         return {

@@ -73,6 +73,7 @@ class TaskSession:
         self.listed: PieceList | None = None
         self.active: ActiveTask | None = None
         self.finished = 0  # bitmap of finished pieces, for the scheduler
+        self._swarm: Swarm | None = None
         self._guard = threading.Lock()
 
     def _announcement(
@@ -188,7 +189,7 @@ class TaskSession:
     ) -> Swarm:
         """Fetches from parents; `on_piece` must also reach `self.on_piece`."""
         assert self.listed is not None
-        return Swarm(
+        self._swarm = Swarm(
             task_id=self.task_id,
             peer_id=self.peer_id,
             layout=layout,
@@ -204,6 +205,7 @@ class TaskSession:
             log=self.p2p.log,
             storage_error=storage_error,
         )
+        return self._swarm
 
     async def report_loop(self) -> None:
         """Tell the scheduler our finished pieces as they grow."""
@@ -213,7 +215,9 @@ class TaskSession:
                 await self.announce(PeerState.RUNNING)
 
     async def end(self, state: PeerState) -> None:
+        """Final word to the scheduler, with the bad parents not yet reported."""
         if self.active is not None:
             self.p2p.active.end(self.active, state.value)
+        bad = self._swarm.bad if self._swarm is not None else []
         with contextlib.suppress(DamselflyError):
-            await self.announce(state)
+            await self.announce(state, bad=bad)

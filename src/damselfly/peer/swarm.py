@@ -225,21 +225,22 @@ class Swarm:
         if not live:
             return
         loop = asyncio.get_running_loop()
+        # share the window: a parent whose list has not arrived yet still gets its part
+        per_parent = max(2, -(-self.concurrency // len(live)))
         while len(inflight) < self.concurrency:
+            open_links = [link for link in live if link.inflight < per_parent]
             best: tuple[int, int] | None = None  # (holders, number): rarest, then lowest
             for number in missing:
                 if number in busy:
                     continue
-                holders = sum(1 for link in live if number in link.pieces)
+                holders = sum(1 for link in open_links if number in link.pieces)
                 if holders and (best is None or (holders, number) < best):
                     best = (holders, number)
-                    if holders == 1 and number == min(missing):
-                        break
             if best is None:
                 return
             piece = missing[best[1]]
             link = min(
-                (link for link in live if piece.number in link.pieces),
+                (link for link in open_links if piece.number in link.pieces),
                 key=lambda link: (link.inflight, link.failures),
             )
             expected = link.pieces[piece.number]

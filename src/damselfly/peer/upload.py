@@ -62,6 +62,7 @@ async def download_piece(request: web.Request) -> web.StreamResponse:
         )
     daemon.uploading += 1
     try:
+        await daemon.upload_rate.take(stop - start)
         response = web.FileResponse(daemon.store.content_path(tid), chunk_size=1 << 20)
         await response.prepare(request)
         return response

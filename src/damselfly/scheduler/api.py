@@ -67,6 +67,7 @@ def peer_json(peer: Peer) -> dict[str, Any]:
         "host_type": peer.host.type.value,
         "state": peer.state.value,
         "finished_pieces": peer.finished_count,
+        "failures": peer.failures,
         "created_at": peer.created_at,
         "updated_at": peer.updated_at,
     }

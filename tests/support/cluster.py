@@ -1,0 +1,212 @@
+"""A scheduler and peer daemons as real processes on 127.0.0.1, for P2P tests and
+benchmarks. Every process is bounded: it is stopped when the cluster closes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.processes import damselfly_cmd, run_damselfly, stop
+
+_READY_TIMEOUT = 30.0
+
+
+def _spawn(args: list[str], data_dir: Path) -> subprocess.Popen[str]:
+    """stderr goes to a file: a pipe nobody reads could fill and stall the process."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "stderr.log").open("a") as err:
+        return subprocess.Popen(
+            [*damselfly_cmd(), *args],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def _wait_ready(process: subprocess.Popen[str], pattern: str) -> re.Match[str]:
+    """Read the process's stdout until its ready line; fail with its stderr if it dies."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + _READY_TIMEOUT
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        match = re.search(pattern, line)
+        if match:
+            return match
+    stop(process)
+    raise RuntimeError(f"process {process.args} did not become ready; see its stderr.log")
+
+
+def http_json(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, json.loads(raw) if raw else None
+
+
+@dataclass
+class SchedulerProcess:
+    process: subprocess.Popen[str]
+    port: int
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return http_json("GET", self.url + path)
+
+    def task_hosts(self, task_id: str) -> dict[str, dict]:
+        status, body = self.get(f"/api/v1/tasks/{task_id}")
+        return {p["host_id"]: p for p in body["peers"]} if status == 200 else {}
+
+    def host_ids(self) -> set[str]:
+        return {h["id"] for h in self.get("/api/v1/hosts")[1]}
+
+
+@dataclass
+class PeerProcess:
+    process: subprocess.Popen[str]
+    name: str
+    host_id: str
+    port: int
+    data_dir: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def socket(self) -> Path:
+        return self.data_dir / "peer.sock"
+
+    def get(self, url: str, output: Path, *extra: str, timeout: float = 120):
+        return run_damselfly(
+            "get",
+            url,
+            "-O",
+            str(output),
+            "--no-progress",
+            "--data-dir",
+            str(self.data_dir),
+            *extra,
+            timeout=timeout,
+        )
+
+    def start_get(self, url: str, output: Path, *extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [
+                *damselfly_cmd(),
+                "get",
+                url,
+                "-O",
+                str(output),
+                "--no-progress",
+                "--data-dir",
+                str(self.data_dir),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def log(self) -> str:
+        path = self.data_dir / "logs" / "peer.log"
+        return path.read_text() if path.exists() else ""
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def content(self, task_id: str) -> Path:
+        return self.data_dir / "content" / "tasks" / task_id[:3] / task_id
+
+
+class Cluster:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.scheduler: SchedulerProcess | None = None
+        self.peers: list[PeerProcess] = []
+
+    def start_scheduler(self, port: int = 0, *extra: str) -> SchedulerProcess:
+        data_dir = self.root / "scheduler"
+        process = subprocess.Popen(
+            [
+                *damselfly_cmd(),
+                "scheduler",
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        match = _wait_ready(process, r"ready: http://[\d.]+:(\d+)")
+        self.scheduler = SchedulerProcess(process, int(match.group(1)), data_dir)
+        return self.scheduler
+
+    def start_peer(self, name: str, *extra: str, seed: bool = False) -> PeerProcess:
+        assert self.scheduler is not None
+        data_dir = self.root / name
+        args = [
+            "peer",
+            "--scheduler",
+            self.scheduler.url,
+            "--data-dir",
+            str(data_dir),
+            "--hostname",
+            name,
+            "--ip",
+            "127.0.0.1",
+            "--listen",
+            "127.0.0.1",
+            "--heartbeat-interval",
+            "0.5",
+            *(["--seed"] if seed else []),
+            *extra,
+        ]
+        process = _spawn(args, data_dir)
+        match = _wait_ready(process, r"peer (\S+) ready: upload [\d.]+:(\d+)")
+        peer = PeerProcess(process, name, match.group(1), int(match.group(2)), data_dir, args)
+        self.peers.append(peer)
+        return peer
+
+    def close(self) -> None:
+        for peer in self.peers:
+            stop(peer.process)
+        if self.scheduler is not None:
+            stop(self.scheduler.process)
+
+
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())

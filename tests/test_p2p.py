@@ -1,0 +1,355 @@
+"""Peer-to-peer distribution with real processes: a scheduler, a seed peer and peers
+on 127.0.0.1, downloading from the test origin; every output checked by SHA-256."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from damselfly import ids
+from tests.support.cluster import Cluster, http_json, wait_for
+from tests.support.processes import OriginProcess, sha256_file, write_random
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path / "cluster")
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def task_of(url: str) -> str:
+    return ids.task_id(ids.TaskIdentity(url=url))
+
+
+def logged(text: str, message: str, **fields: str) -> list[str]:
+    lines = [line for line in text.splitlines() if f" {message} " in line or line.endswith(message)]
+    for key, value in fields.items():
+        lines = [line for line in lines if f'{key}="{value}"' in line]
+    return lines
+
+
+def bytes_from(log: str, task_id: str, key: str) -> int:
+    line = logged(log, "download task succeeded", task_id=task_id)[-1]
+    return int(re.search(rf'{key}="(\d+)"', line).group(1))
+
+
+def test_seed_fetches_once_and_peers_share(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    digest = write_random(origin.root / "p2p-share.bin", 24 * MiB, seed=31)
+    url = origin.url("/files/p2p-share.bin")
+    task_id = task_of(url)
+    cluster.start_scheduler()
+    seed = cluster.start_peer("seed", seed=True)
+    peers = [cluster.start_peer(f"peer{n}") for n in range(3)]
+
+    gets = [p.start_get(url, tmp_path / f"out{n}") for n, p in enumerate(peers)]
+    for process in gets:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    for n in range(3):
+        assert sha256_file(tmp_path / f"out{n}") == digest
+
+    # the origin sent the file once: to the seed
+    assert origin.stats()["body_bytes"]["/files/p2p-share.bin"] == 24 * MiB
+    assert bytes_from(seed.log(), task_id, "source_bytes") == 24 * MiB
+    for peer in peers:
+        assert bytes_from(peer.log(), task_id, "source_bytes") == 0
+        assert bytes_from(peer.log(), task_id, "peer_bytes") == 24 * MiB
+    # the scheduler knows every holder, seed as a super host
+    holders = cluster.scheduler.task_hosts(task_id)
+    assert set(holders) == {seed.host_id, *(p.host_id for p in peers)}
+    assert holders[seed.host_id]["host_type"] == "super"
+    assert all(h["state"] == "succeeded" for h in holders.values())
+
+    # a second get on a peer is a cache hit: nobody is asked
+    again = peers[0].get(url, tmp_path / "again")
+    assert again.returncode == 0, again.stderr
+    assert sha256_file(tmp_path / "again") == digest
+    assert origin.stats()["body_bytes"]["/files/p2p-share.bin"] == 24 * MiB
+
+
+def test_later_peer_fetches_from_peers_without_seed_work(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    digest = write_random(origin.root / "p2p-later.bin", 12 * MiB, seed=32)
+    url = origin.url("/files/p2p-later.bin")
+    cluster.start_scheduler()
+    first = cluster.start_peer("first")
+    second = cluster.start_peer("second")
+    # no seed: the first peer is sent back to source, the second fetches from it
+    assert first.get(url, tmp_path / "a").returncode == 0
+    result = second.get(url, tmp_path / "b")
+    assert result.returncode == 0, result.stderr
+    assert sha256_file(tmp_path / "b") == digest
+    assert origin.stats()["body_bytes"]["/files/p2p-later.bin"] == 12 * MiB
+    assert bytes_from(second.log(), task_of(url), "peer_bytes") == 12 * MiB
+    sched_log = (cluster.scheduler.data_dir / "logs" / "scheduler.log").read_text()
+    assert logged(sched_log, "peer sent back to source", host_id=first.host_id)
+
+
+def test_no_scheduler_peer_goes_to_source(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    digest = write_random(origin.root / "p2p-nosched.bin", 6 * MiB, seed=33)
+    url = origin.url("/files/p2p-nosched.bin")
+    scheduler = cluster.start_scheduler()
+    peer = cluster.start_peer("lonely")
+    scheduler.process.kill()
+    scheduler.process.wait(10)
+    result = peer.get(url, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sha256_file(tmp_path / "out") == digest
+    assert logged(peer.log(), "scheduler unreachable")
+
+
+def test_killed_seed_mid_transfer_child_finishes_from_source(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    size = 48 * MiB
+    digest = write_random(origin.root / "p2p-seedkill.bin", size, seed=34)
+    # 12 pieces over 8 connections at 2 MiB/s each: the first 8 land at ~2 s, the
+    # last 4 at ~4 s, so the kill comes between
+    url = origin.url("/slow/2048/p2p-seedkill.bin")
+    task_id = task_of(url)
+    cluster.start_scheduler()
+    seed = cluster.start_peer("seed", seed=True)
+    child = cluster.start_peer("child")
+    get = child.start_get(url, tmp_path / "out")
+    assert wait_for(lambda: bytes_logged_progress(child, seed, task_id), timeout=30)
+    seed.kill()
+    _, err = get.communicate(timeout=120)
+    assert get.returncode == 0, err
+    assert sha256_file(tmp_path / "out") == digest
+    log = child.log()
+    assert logged(log, "parent dropped", parent=seed.host_id)
+    assert 0 < bytes_from(log, task_id, "peer_bytes") < size
+    assert bytes_from(log, task_id, "source_bytes") > 0
+
+
+def bytes_logged_progress(child, seed, task_id: str) -> bool:
+    """The child holds some pieces from the seed (the seed's piece list shows them)."""
+    status, body = http_json("GET", f"{seed.url}/api/v1/tasks/{task_id}/pieces")
+    if status != 200 or len(body["pieces"]) < 2:
+        return False
+    status, stat = http_json("GET", f"{child.url}/api/v1/tasks/{task_id}")
+    return status == 200 and stat["finished_pieces"] >= 1
+
+
+def test_killed_parent_child_finishes_from_others(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    size = 40 * MiB
+    digest = write_random(origin.root / "p2p-parentkill.bin", size, seed=35)
+    url = origin.url("/files/p2p-parentkill.bin")
+    task_id = task_of(url)
+    cluster.start_scheduler()
+    # two holders that upload slowly, so the child is mid-transfer when one dies
+    holders = [cluster.start_peer(f"holder{n}", "--upload-rate", "8MiB") for n in range(2)]
+    assert holders[0].get(url, tmp_path / "h0").returncode == 0
+    assert holders[1].get(url, tmp_path / "h1").returncode == 0
+    source_reads = origin.stats()["body_bytes"]["/files/p2p-parentkill.bin"]
+    child = cluster.start_peer("child")
+    get = child.start_get(url, tmp_path / "out")
+    assert wait_for(
+        lambda: (
+            http_json("GET", f"{child.url}/api/v1/tasks/{task_id}")[1].get("finished_pieces", 0)
+            >= 1
+            if http_json("GET", f"{child.url}/api/v1/tasks/{task_id}")[0] == 200
+            else False
+        ),
+        timeout=30,
+    )
+    holders[0].kill()
+    _, err = get.communicate(timeout=120)
+    assert get.returncode == 0, err
+    assert sha256_file(tmp_path / "out") == digest
+    assert logged(child.log(), "parent dropped", parent=holders[0].host_id)
+    # the rest came from the other holder, not the origin
+    assert origin.stats()["body_bytes"]["/files/p2p-parentkill.bin"] == source_reads
+    assert bytes_from(child.log(), task_id, "peer_bytes") == size
+
+
+def test_corrupt_parent_is_detected_dropped_and_reported(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    size = 32 * MiB
+    digest = write_random(origin.root / "p2p-corrupt.bin", size, seed=36)
+    url = origin.url("/files/p2p-corrupt.bin")
+    task_id = task_of(url)
+    scheduler = cluster.start_scheduler()
+    good = cluster.start_peer("good")
+    bad = cluster.start_peer("bad")
+    assert good.get(url, tmp_path / "g").returncode == 0
+    assert bad.get(url, tmp_path / "b").returncode == 0
+    # bit rot on the bad holder: every piece's bytes change, its recorded CRCs do not
+    with bad.content(task_id).open("r+b") as f:
+        for offset in range(0, size, 4 * MiB):
+            f.seek(offset + 100)
+            f.write(b"\xff" * 64)
+    child = cluster.start_peer("child")
+    result = child.get(url, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sha256_file(tmp_path / "out") == digest
+    dropped = logged(child.log(), "parent dropped", parent=bad.host_id)
+    assert dropped and "CRC-32" in dropped[0]
+    assert not logged(child.log(), "parent dropped", parent=good.host_id)
+    # reported: the scheduler counts the failure against the bad holder
+    assert wait_for(lambda: scheduler.task_hosts(task_id)[bad.host_id]["failures"] >= 1)
+
+
+def test_scheduler_restart_mid_download(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    size = 32 * MiB
+    digest = write_random(origin.root / "p2p-restart.bin", size, seed=37)
+    url = origin.url("/slow/1024/p2p-restart.bin")
+    task_id = task_of(url)
+    scheduler = cluster.start_scheduler()
+    seed = cluster.start_peer("seed", seed=True)
+    child = cluster.start_peer("child")
+    get = child.start_get(url, tmp_path / "out")
+    assert wait_for(lambda: bytes_logged_progress(child, seed, task_id), timeout=30)
+    scheduler.process.kill()
+    scheduler.process.wait(10)
+    time.sleep(0.5)
+    restarted = cluster.start_scheduler(scheduler.port)
+    _, err = get.communicate(timeout=120)
+    assert get.returncode == 0, err
+    assert sha256_file(tmp_path / "out") == digest
+    # the view is whole again: both hosts, and both as holders of the task
+    assert wait_for(lambda: restarted.host_ids() >= {seed.host_id, child.host_id}, timeout=10)
+    assert wait_for(
+        lambda: set(restarted.task_hosts(task_id)) == {seed.host_id, child.host_id}, timeout=10
+    )
+    assert bytes_from(child.log(), task_id, "source_bytes") == 0
+
+
+def test_peer_leaving_is_removed_promptly(cluster: Cluster) -> None:
+    scheduler = cluster.start_scheduler()
+    peer = cluster.start_peer("leaver")
+    assert wait_for(lambda: peer.host_id in scheduler.host_ids())
+    peer.process.terminate()
+    peer.process.wait(10)
+    assert peer.host_id not in scheduler.host_ids()
+    assert not peer.socket.exists()
+
+
+def test_stat_and_delete_task(cluster: Cluster, origin: OriginProcess, tmp_path: Path) -> None:
+    write_random(origin.root / "p2p-stat.bin", 9 * MiB, seed=38)
+    url = origin.url("/files/p2p-stat.bin")
+    task_id = task_of(url)
+    scheduler = cluster.start_scheduler()
+    peer = cluster.start_peer("holder")
+    assert peer.get(url, tmp_path / "out").returncode == 0
+
+    status, stat = http_json("GET", f"{peer.url}/api/v1/tasks/{task_id}")
+    assert status == 200
+    assert stat["state"] == "succeeded"
+    assert stat["finished_pieces"] == stat["total_pieces"] == 3
+    assert stat["content_length"] == 9 * MiB
+    assert stat["created_at"] <= stat["updated_at"]
+    assert wait_for(lambda: peer.host_id in scheduler.task_hosts(task_id))
+
+    status, body = http_json("DELETE", f"{peer.url}/api/v1/tasks/{task_id}")
+    assert status == 200 and body["freed_bytes"] >= 9 * MiB
+    assert not peer.content(task_id).exists()
+    assert (tmp_path / "out").exists()  # the user's copy is theirs
+    assert http_json("GET", f"{peer.url}/api/v1/tasks/{task_id}")[0] == 404
+    assert peer.host_id not in scheduler.task_hosts(task_id)
+    status, body = http_json("DELETE", f"{peer.url}/api/v1/tasks/{task_id}")
+    assert status == 404 and body["code"] == "ResourceNotFound"
+    status, body = http_json("GET", f"{peer.url}/api/v1/tasks/not-a-task")
+    assert status == 400 and "task ID" in body["message"]
+
+
+def test_delete_refused_while_downloading(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    write_random(origin.root / "p2p-busy.bin", 8 * MiB, seed=39)
+    url = origin.url("/slow/512/p2p-busy.bin")
+    task_id = task_of(url)
+    cluster.start_scheduler()
+    peer = cluster.start_peer("busy")
+    get = peer.start_get(url, tmp_path / "out")
+    assert wait_for(
+        lambda: http_json("GET", f"{peer.url}/api/v1/tasks/{task_id}")[0] == 200, timeout=20
+    )
+    status, body = http_json("DELETE", f"{peer.url}/api/v1/tasks/{task_id}")
+    assert status == 409
+    assert body["code"] == "Conflict" and "being downloaded" in body["message"]
+    _, err = get.communicate(timeout=120)
+    assert get.returncode == 0, err
+
+
+def test_upload_server_serves_only_finished_pieces_of_known_tasks(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    write_random(origin.root / "p2p-upload.bin", 5 * MiB, seed=40)
+    url = origin.url("/files/p2p-upload.bin")
+    task_id = task_of(url)
+    cluster.start_scheduler()
+    peer = cluster.start_peer("server")
+    assert peer.get(url, tmp_path / "out").returncode == 0
+    expected = (tmp_path / "out").read_bytes()
+
+    def fetch(path: str, range_header: str | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(peer.url + path)
+        if range_header:
+            request.add_header("Range", range_header)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    good = f"/download/{task_id[:3]}/{task_id}?peerId=x"
+    status, body = fetch(good, f"bytes={4 * MiB}-{5 * MiB - 1}")
+    assert status == 206 and body == expected[4 * MiB :]
+    assert fetch(good, "bytes=99999999999-")[0] == 416
+    assert fetch(good, "bytes=nonsense")[0] == 400
+    other = task_of(url + "?other")
+    assert fetch(f"/download/{other[:3]}/{other}", "bytes=0-10")[0] == 404
+    assert fetch(f"/download/abc/{task_id}", "bytes=0-10")[0] == 404
+    assert fetch("/download/../../etc/passwd", "bytes=0-10")[0] in (400, 404)
+    assert fetch(f"/download/{task_id[:3]}/..%2f..%2fmetadata.db")[0] in (400, 404)
+
+
+def test_get_through_daemon_reports_origin_errors(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    cluster.start_scheduler()
+    peer = cluster.start_peer("errors")
+    result = peer.get(origin.url("/status/404"), tmp_path / "out")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "404" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_get_with_dead_endpoint_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.support.processes import run_damselfly
+
+    result = run_damselfly(
+        "get",
+        "http://127.0.0.1:9/x",
+        "-O",
+        str(tmp_path / "out"),
+        "--endpoint",
+        str(tmp_path / "nothing.sock"),
+        data_dir=tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "no peer daemon answers" in result.stderr
