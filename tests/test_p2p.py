@@ -24,6 +24,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.close()
+    # a server error swallowed by a retry is still a bug
+    assert not c.tracebacks(), c.tracebacks()
 
 
 def task_of(url: str) -> str:

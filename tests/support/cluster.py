@@ -196,6 +196,14 @@ class Cluster:
         self.peers.append(peer)
         return peer
 
+    def tracebacks(self) -> list[str]:
+        """stderr logs of our processes that show an unhandled exception."""
+        return [
+            str(path)
+            for path in self.root.glob("*/stderr.log")
+            if "Traceback" in path.read_text(errors="replace")
+        ]
+
     def close(self) -> None:
         for peer in self.peers:
             stop(peer.process)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -60,14 +61,25 @@ async def download_piece(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(
             text="every upload slot is busy; try another parent", headers={"Retry-After": "1"}
         )
+    await daemon.upload_rate.take(stop - start)
     daemon.uploading += 1
-    try:
-        await daemon.upload_rate.take(stop - start)
-        response = web.FileResponse(daemon.store.content_path(tid), chunk_size=1 << 20)
-        await response.prepare(request)
-        return response
-    finally:
-        daemon.uploading -= 1
+    return _PieceResponse(daemon, daemon.store.content_path(tid))
+
+
+class _PieceResponse(web.FileResponse):
+    """Sends the range with sendfile; frees the upload slot once sent (or failed)."""
+
+    def __init__(self, daemon: Daemon, path: Path) -> None:
+        super().__init__(path, chunk_size=1 << 20)
+        self._daemon: Daemon | None = daemon
+
+    async def prepare(self, request: web.BaseRequest):
+        try:
+            return await super().prepare(request)
+        finally:
+            if self._daemon is not None:
+                self._daemon.uploading -= 1
+                self._daemon = None
 
 
 async def piece_list(request: web.Request) -> web.Response:
