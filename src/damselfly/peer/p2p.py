@@ -19,14 +19,13 @@ import aiohttp
 from damselfly.errors import DamselflyError
 from damselfly.logs import EventLog
 from damselfly.peer.active import ActiveTask, ActiveTasks
+from damselfly.peer.piece_client import PieceClient
 from damselfly.peer.request import DownloadRequest, Progress
 from damselfly.peer.scheduler_client import SchedulerClient
 from damselfly.peer.swarm import Swarm
 from damselfly.pieces import PieceLayout
 from damselfly.protocol.pieces import PieceList
 from damselfly.protocol.scheduler import Announcement, AnnounceReply, ParentInfo, PeerState
-from damselfly.source.http import HTTPSource
-from damselfly.source.retry import RetryPolicy
 from damselfly.storage import PieceRecord
 
 _REPORT_EVERY = 1.0
@@ -48,15 +47,9 @@ class PeerToPeer:
             max_workers=self.concurrency * 4, thread_name_prefix="damselfly-parent"
         )
 
-    def parent_source(self) -> HTTPSource:
+    def parent_client(self) -> PieceClient:
         """A client for piece bytes from parents: no retries here, the swarm moves on."""
-        return HTTPSource(
-            retry=RetryPolicy(attempts=1),
-            connections=self.concurrency,
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            pools=32,
-        )
+        return PieceClient(connect_timeout=self.connect_timeout, read_timeout=self.read_timeout)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -198,7 +191,7 @@ class TaskSession:
             progress=progress,
             on_piece=on_piece,
             session=self.p2p.session,
-            source=self.p2p.parent_source(),
+            source=self.p2p.parent_client(),
             executor=self.p2p.executor,
             concurrency=self.p2p.concurrency,
             refresh=lambda bad: self.announce(PeerState.RUNNING, need_parents=True, bad=bad),

@@ -24,11 +24,11 @@ import aiohttp
 
 from damselfly.errors import DamselflyError, SourceError, StorageFull
 from damselfly.logs import EventLog
+from damselfly.peer.piece_client import PieceClient
 from damselfly.peer.request import Progress
 from damselfly.pieces import Piece, PieceLayout, crc32
 from damselfly.protocol.pieces import PieceList, download_path
 from damselfly.protocol.scheduler import AnnounceReply, ParentInfo
-from damselfly.source.http import HTTPSource
 from damselfly.storage import PieceRecord
 
 READ_BUFFER = 1024 * 1024
@@ -71,7 +71,7 @@ class Swarm:
         progress: Progress,
         on_piece: Callable[[PieceRecord], None],
         session: aiohttp.ClientSession,
-        source: HTTPSource,
+        source: PieceClient,
         executor: Executor,
         concurrency: int,
         refresh: Refresh,
@@ -328,3 +328,4 @@ class Swarm:
             self.source.reset()
         watchers = [link.watcher for link in self.links.values() if link.watcher is not None]
         await asyncio.gather(*watchers, return_exceptions=True)
+        self.source.close()
