@@ -14,15 +14,11 @@ from damselfly import digest as digests
 from damselfly.cli.options import default_data_dir, filters_or_default, parse_headers
 from damselfly.cli.progress import ProgressBar
 from damselfly.errors import Interrupted, InvalidInput
-from damselfly.logs import EventLog
 from damselfly.peer.daemon_client import DaemonClient, DaemonUnavailable
-from damselfly.peer.download import Downloader
 from damselfly.peer.output import check_output, place_output
 from damselfly.peer.request import DownloadRequest, DownloadResult, Progress, check_url
 from damselfly.pieces import check_piece_length
 from damselfly.settings import PeerSettings, default_endpoint
-from damselfly.storage import Store
-from damselfly.storage.gc import collect
 from damselfly.units import parse_duration, parse_size
 
 HELP = """Download URL to -O OUTPUT through the local cache.
@@ -212,6 +208,12 @@ def _alone(
     show: bool,
 ) -> DownloadResult:
     """A transient in-process peer: the store and the origin, no scheduler."""
+    # imported here: a get through the daemon never needs the engine
+    from damselfly.logs import EventLog
+    from damselfly.peer.download import Downloader
+    from damselfly.storage import Store
+    from damselfly.storage.gc import collect
+
     overrides = {"hostname": hostname} if hostname else {}
     settings = PeerSettings(
         data_dir=data_dir, concurrency=concurrency, ca_cert=ca_cert, **overrides

@@ -117,7 +117,7 @@ class Swarm:
                     if to_source and not inflight:
                         break
                 self._drop_stalled(now)
-                if not inflight and not self._live():
+                if not inflight and self._hopeless(missing):
                     to_source = True
                     break
                 await self._wait(inflight, timeout=_REFRESH_EVERY)
@@ -160,6 +160,13 @@ class Swarm:
             reason=reason,
         )
 
+    def _hopeless(self, missing: dict[int, Piece]) -> bool:
+        """No live parent has a missing piece, and none is still fetching more."""
+        return not any(
+            link.state == "running" or any(n in link.pieces for n in missing)
+            for link in self._live()
+        )
+
     def _drop_stalled(self, now: float) -> None:
         for link in self._live():
             idle = link.inflight == 0 and now - link.grew_at > _PARENT_STALL
@@ -191,7 +198,7 @@ class Swarm:
                         await asyncio.sleep(0.2)
                         continue
                     resp.raise_for_status()
-                    listed = PieceList.from_json(await resp.json())
+                    listed = PieceList.from_json(await resp.json(), known=link.pieces)
             except (aiohttp.ClientError, TimeoutError, DamselflyError) as exc:
                 link.failures += 1
                 if link.failures > _MAX_FAILURES:

@@ -20,6 +20,7 @@ from aiohttp import web
 from damselfly.errors import InvalidInput
 from damselfly.ids import check_task_id, task_id
 from damselfly.peer.request import request_from_json
+from damselfly.protocol.pieces import PieceList
 from damselfly.web import json_errors, read_json
 
 if TYPE_CHECKING:
@@ -98,11 +99,22 @@ async def piece_list(request: web.Request) -> web.Response:
         if len(active.pieces.pieces) <= since and active.pieces.state == "running":
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), wait)
-        return web.json_response(active.pieces.to_json())
+        return web.json_response(active.pieces.to_json(_delta_from(since, active.pieces)))
     listed = daemon.piece_list(tid)
     if listed is None:
         raise web.HTTPNotFound(text=f"task {tid} is not on this peer")
-    return web.json_response(listed.to_json())
+    return web.json_response(listed.to_json(_delta_from(since, listed)))
+
+
+def _delta_from(since: int, listed: PieceList) -> int:
+    """A child that knows the first `since` pieces of a running task gets the rest.
+
+    A finished task's list comes from the database in piece order, not finishing
+    order, and a list we restarted is shorter: both go out whole.
+    """
+    if listed.state != "running" or not 0 <= since <= len(listed.pieces):
+        return 0
+    return since
 
 
 async def stat_task(request: web.Request) -> web.Response:

@@ -25,9 +25,12 @@ class PieceList:
     piece_length: int | None
     etag: str = ""
     last_modified: str = ""
-    pieces: dict[int, int] = field(default_factory=dict)  # number -> CRC-32
+    # number -> CRC-32, in the order the pieces finished, so `since` can cut a delta
+    pieces: dict[int, int] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, since: int = 0) -> dict[str, Any]:
+        """With `since=N`, only the pieces after the first N finished (a delta)."""
+        items = list(self.pieces.items())
         return {
             "task_id": self.task_id,
             "state": self.state,
@@ -35,14 +38,18 @@ class PieceList:
             "piece_length": self.piece_length,
             "etag": self.etag,
             "last_modified": self.last_modified,
-            "count": len(self.pieces),
-            "pieces": [[n, crc] for n, crc in self.pieces.items()],
+            "count": len(items),
+            "since": since,
+            "pieces": [[n, crc] for n, crc in items[since:]],
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PieceList:
+    def from_json(cls, data: Mapping[str, Any], known: dict[int, int] | None = None) -> PieceList:
+        """Parse; a delta (`since` > 0) is applied on top of the `known` pieces."""
         try:
-            pieces = {int(n): int(crc) for n, crc in data.get("pieces") or []}
+            since = int(data.get("since") or 0)
+            pieces = dict(list((known or {}).items())[:since]) if since else {}
+            pieces.update((int(n), int(crc)) for n, crc in data.get("pieces") or [])
             return cls(
                 task_id=str(data["task_id"]),
                 state=str(data["state"]),
