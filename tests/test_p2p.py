@@ -355,3 +355,44 @@ def test_get_with_dead_endpoint_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert "no peer daemon answers" in result.stderr
+
+
+def test_gc_eviction_is_reported_to_the_scheduler(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    write_random(origin.root / "p2p-gc.bin", 5 * MiB, seed=41)
+    url = origin.url("/files/p2p-gc.bin")
+    task_id = task_of(url)
+    scheduler = cluster.start_scheduler()
+    peer = cluster.start_peer("forgetful", "--gc-ttl", "2s", "--gc-interval", "0.5s")
+    assert peer.get(url, tmp_path / "out").returncode == 0
+    assert wait_for(lambda: peer.host_id in scheduler.task_hosts(task_id))
+    assert wait_for(lambda: not peer.content(task_id).exists(), timeout=15)
+    assert logged(peer.log(), "task evicted", task_id=task_id)
+    assert wait_for(lambda: peer.host_id not in scheduler.task_hosts(task_id))
+    assert sha256_file(tmp_path / "out")  # the user's output outlives the cache
+
+
+def test_daemon_timeout_leaves_the_download_running(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    digest = write_random(origin.root / "p2p-timeout.bin", 6 * MiB, seed=42)
+    url = origin.url("/slow/1024/p2p-timeout.bin")
+    cluster.start_scheduler()
+    peer = cluster.start_peer("patient")
+    started = time.monotonic()
+    result = peer.get(url, tmp_path / "out", "--timeout", "1s")
+    assert result.returncode == 1 and time.monotonic() - started < 10
+    assert "timed out" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+    # the daemon finished it anyway: the next get is a cache hit
+    task_id = task_of(url)
+    assert wait_for(
+        lambda: (
+            http_json("GET", f"{peer.url}/api/v1/tasks/{task_id}")[1].get("state") == "succeeded"
+        ),
+        timeout=30,
+    )
+    again = peer.get(url, tmp_path / "out")
+    assert again.returncode == 0, again.stderr
+    assert sha256_file(tmp_path / "out") == digest

@@ -65,6 +65,9 @@ class PeerSettings:
     gc_low_watermark: float = field(
         default=0.60, metadata=_help("Disk use (0-1) LRU eviction goes down to.")
     )
+    gc_interval: float = field(
+        default=60.0, metadata=_help("Seconds between garbage collections in the daemon.")
+    )
     scheduler: str | None = field(
         default=None, metadata=_help("Scheduler URL, e.g. http://10.0.0.5:8002; none: no P2P.")
     )
@@ -103,6 +106,7 @@ class PeerSettings:
             "read_timeout",
             "gc_ttl",
             "heartbeat_interval",
+            "gc_interval",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")

@@ -48,13 +48,15 @@ def format_size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from `30`, `30s`, `500ms`, `5m`, `2h`."""
+    """Seconds from `30`, `30s`, `500ms`, `5m`, `2h`, `30d`."""
     match = _DURATION_RE.match(text)
     if not match or float(match.group(1)) <= 0:
-        raise InvalidInput(f"invalid duration {text!r}: use seconds or e.g. 500ms, 30s, 5m, 2h")
+        raise InvalidInput(
+            f"invalid duration {text!r}: use seconds or e.g. 500ms, 30s, 5m, 2h, 30d"
+        )
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]

@@ -11,7 +11,7 @@ import typer
 
 from damselfly.cli.options import default_data_dir
 from damselfly.settings import PeerSettings
-from damselfly.units import parse_size
+from damselfly.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
     from damselfly.peer.daemon import Daemon
@@ -47,6 +47,10 @@ def peer(
     heartbeat_interval: float = typer.Option(
         5.0, "--heartbeat-interval", help="Seconds between heartbeats."
     ),
+    gc_ttl: str = typer.Option(
+        "30d", "--gc-ttl", help="Evict tasks not accessed for this long (e.g. 30d, 12h)."
+    ),
+    gc_interval: str = typer.Option("60s", "--gc-interval", help="How often GC runs."),
 ) -> None:
     overrides: dict[str, object] = {}
     if hostname:
@@ -64,6 +68,8 @@ def peer(
         upload_rate=parse_size(upload_rate),
         concurrency=concurrency,
         heartbeat_interval=heartbeat_interval,
+        gc_ttl=parse_duration(gc_ttl),
+        gc_interval=parse_duration(gc_interval),
         **overrides,
     )
 

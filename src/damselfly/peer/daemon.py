@@ -34,8 +34,6 @@ from damselfly.settings import PeerSettings
 from damselfly.storage import Store, TaskState
 from damselfly.storage.gc import collect
 
-_GC_EVERY = 60.0
-
 
 @dataclass(eq=False)
 class Inflight:
@@ -196,7 +194,7 @@ class Daemon:
 
     async def _gc_loop(self) -> None:
         while True:
-            await asyncio.sleep(_GC_EVERY)
+            await asyncio.sleep(self.settings.gc_interval)
             await self.collect_garbage()
 
     async def collect_garbage(self, free_at_least: int = 0) -> None:

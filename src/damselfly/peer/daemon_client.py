@@ -11,6 +11,7 @@ import json
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,8 @@ class DaemonClient:
                 conn.request(
                     "POST",
                     "/api/v1/downloads",
-                    body=json.dumps(request_to_json(request)).encode(),
+                    # the timeout is ours to keep; the daemon's download outlives it
+                    body=json.dumps(request_to_json(replace(request, timeout=None))).encode(),
                     headers={"Content-Type": "application/json"},
                 )
                 resp = conn.getresponse()

@@ -9,6 +9,7 @@ is a cache hit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from damselfly.peer.upload import DAEMON, add_task_routes
 from damselfly.web import json_errors, read_json
 
 if TYPE_CHECKING:
-    from damselfly.peer.daemon import Daemon
+    from damselfly.peer.daemon import Daemon, Inflight
 
 _PROGRESS_EVERY = 0.2
 
@@ -51,6 +52,13 @@ async def download(request: web.Request) -> web.StreamResponse:
     entry = daemon.download(wanted)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
+    # the get may go away (Ctrl-C, its own timeout); the download goes on without it
+    with contextlib.suppress(ConnectionResetError):
+        await _stream(response, entry)
+    return response
+
+
+async def _stream(response: web.StreamResponse, entry: Inflight) -> None:
     progress = entry.progress
     while not entry.future.done():
         with progress.lock:
@@ -74,7 +82,6 @@ async def download(request: web.Request) -> web.StreamResponse:
     else:
         await response.write(_line({"result": result_to_json(entry.future.result())}))
     await response.write_eof()
-    return response
 
 
 def build_local_app(daemon: Daemon) -> web.Application:
