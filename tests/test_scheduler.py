@@ -196,3 +196,20 @@ def _reaches(peers: dict, start: tuple[str, ...], target: str) -> bool:
         if host_id in peers:
             stack.extend(peers[host_id].parents)
     return False
+
+
+def test_recent_failures_rank_a_parent_last_until_forgiven() -> None:
+    s, clock = make(max_parents=2)
+    for name in ("child", "other", "flaky", "good"):
+        host(s, name)
+    announce(s, "t", "flaky", state=PeerState.SUCCEEDED, finished=0b1111, total_pieces=4)
+    announce(s, "t", "good", state=PeerState.SUCCEEDED, finished=0b1111, total_pieces=4)
+    announce(s, "t", "other", bad_parents=("flaky",), total_pieces=4)
+    result = announce(s, "t", "child", total_pieces=4)
+    assert result.parents[0].host.id == "good"
+    clock.now += 301
+    for name in ("child", "flaky", "good"):
+        host(s, name)
+    s.tasks["t"].peers["good"].host.free_upload_slots = 0  # now busier than flaky
+    result = announce(s, "t", "child", total_pieces=4)
+    assert result.parents[0].host.id == "flaky"

@@ -62,6 +62,11 @@ class Peer:
     parents: tuple[str, ...] = ()  # host IDs last handed out as this peer's parents
     blocked: set[str] = field(default_factory=set)  # host IDs this peer will not use
     failures: int = 0  # times children reported this peer as a bad parent
+    failed_at: float = 0.0  # when the last of those reports came
+
+    def recent_failures(self, now: float, window: float) -> int:
+        """Failures count against a parent only while they are recent."""
+        return self.failures if now - self.failed_at <= window else 0
 
     @property
     def complete(self) -> bool:

@@ -24,10 +24,11 @@ class SelectionPolicy:
     max_parents: int = 4
     candidate_sample: int = 40
     host_ttl: float = 30.0
+    failure_window: float = 300.0  # reports of bad pieces older than this are forgiven
 
 
-def score(candidate: Peer, total_pieces: int | None) -> float:
-    """Higher is better: idle uploaders with many pieces and few failures."""
+def score(candidate: Peer, total_pieces: int | None, now: float, policy: SelectionPolicy) -> float:
+    """Higher is better: idle uploaders with many pieces and few recent failures."""
     if candidate.state is PeerState.SUCCEEDED:
         have = 1.0
     elif total_pieces:
@@ -35,7 +36,8 @@ def score(candidate: Peer, total_pieces: int | None) -> float:
     else:
         have = 0.0
     idle = 1.0 - candidate.host.load
-    return 0.45 * idle + 0.45 * have - 0.3 * min(candidate.failures, 3)
+    failures = candidate.recent_failures(now, policy.failure_window)
+    return 0.45 * idle + 0.45 * have - 0.3 * min(failures, 3)
 
 
 def creates_cycle(child: Peer, candidate: Peer) -> bool:
@@ -83,5 +85,5 @@ def select_parents(
         if creates_cycle(child, candidate):
             continue
         usable.append(candidate)
-    usable.sort(key=lambda p: score(p, task.total_pieces), reverse=True)
+    usable.sort(key=lambda p: score(p, task.total_pieces, now, policy), reverse=True)
     return usable[: policy.max_parents]

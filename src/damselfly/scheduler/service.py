@@ -123,6 +123,7 @@ class Scheduler:
             culprit = task.peers.get(bad)
             if culprit is not None:
                 culprit.failures += 1
+                culprit.failed_at = now
         if a.state is PeerState.FAILED:
             self._drop_peer(peer)
             return AnnounceResult([], back_to_source=False)
