@@ -32,6 +32,7 @@ from tests.support.cluster import Cluster
 from tests.support.nginx import Nginx
 from tests.support.processes import sha256_file, stop
 
+from benchmarks.machine import prewarm_memory
 from damselfly import ids
 from damselfly.units import format_size, parse_size
 
@@ -46,22 +47,6 @@ def start_relay(target_port: int, rate: str) -> tuple[subprocess.Popen, int]:
     )
     line = process.stdout.readline()
     return process, json.loads(line)["port"]
-
-
-def prewarm(directory: Path, nbytes: int) -> None:
-    """Write and delete `nbytes` so both tools start with host-backed free memory.
-
-    On this VM the host takes back freed guest memory; the first touch of a page
-    then costs a fault on the host, and writing 1 GiB to tmpfs swung 0.4-2.5 s.
-    """
-    path = directory / "prewarm"
-    block = b"\0" * (8 << 20)
-    with path.open("wb") as f:
-        for _ in range(nbytes // len(block)):
-            f.write(block)
-    path.unlink()
-    os.sync()
-    time.sleep(1.0)
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -188,12 +173,12 @@ def main() -> None:
         try:
             base = f"http://127.0.0.1:{relay_port}"
             print(f"file {format_size(size)}, origin capped at {args.rate}/s in total")
-            prewarm(work, (n + 1) * size)
+            prewarm_memory((n + 1) * size)
             curl_wall = run_curls(f"{base}/curl.bin", work / "curl", n)
             check_outputs(work / "curl", digest)
             shutil.rmtree(work / "curl")
             print(f"{n} curls:  {curl_wall:.1f}s")
-            prewarm(work, (n + 2) * size)
+            prewarm_memory((n + 2) * size)
             p2p = run_p2p(f"{base}/p2p.bin", work / "p2p", n)
             p2p["cluster"].close()
             checked = check_outputs(p2p["outdir"], digest)
@@ -221,11 +206,11 @@ def main() -> None:
             free = Nginx.start(work / "nginx2")
             for name in ("curl-uncapped.bin", "p2p-uncapped.bin", "solo.bin"):
                 os.link(source, free.root / name)
-            prewarm(work, (n + 1) * size)
+            prewarm_memory((n + 1) * size)
             curl_wall = run_curls(free.url("/curl-uncapped.bin"), work / "curl2", n)
             check_outputs(work / "curl2", digest)
             shutil.rmtree(work / "curl2")
-            prewarm(work, (n + 2) * size)
+            prewarm_memory((n + 2) * size)
             p2p = run_p2p(free.url("/p2p-uncapped.bin"), work / "p2p2", n)
             cluster = p2p["cluster"]
             try:
@@ -233,7 +218,7 @@ def main() -> None:
                 origin_ratio = free.bytes_sent("/p2p-uncapped.bin") / size
                 # one more child, every other peer a complete parent: peer->peer speed
                 solo = cluster.start_peer("solo")
-                prewarm(work, 2 * size)
+                prewarm_memory(2 * size)
                 url = free.url("/p2p-uncapped.bin")
                 result = solo.get(url, work / "solo.out", timeout=600)
                 if result.returncode != 0:
@@ -244,7 +229,7 @@ def main() -> None:
                 cluster.close()
             child_gbps = size / seconds / 1e9
             raw = raw_sendfile_gbps(source)
-            prewarm(work, 2 * size)
+            prewarm_memory(2 * size)
             raw_written = raw_sendfile_gbps(source, work / "raw.out")
             report["uncapped"] = {
                 "curl_seconds": round(curl_wall, 2),
