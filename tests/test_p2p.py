@@ -396,3 +396,43 @@ def test_daemon_timeout_leaves_the_download_running(
     again = peer.get(url, tmp_path / "out")
     assert again.returncode == 0, again.stderr
     assert sha256_file(tmp_path / "out") == digest
+
+
+def test_service_start_errors_are_one_line(cluster: Cluster, tmp_path: Path) -> None:
+    from tests.support.processes import run_damselfly
+
+    cluster.start_scheduler()
+    peer = cluster.start_peer("first")
+    taken = str(peer.port)
+    cases = [
+        (
+            ["peer", "--port", taken, "--listen", "127.0.0.1", "--data-dir", str(tmp_path / "x")],
+            "address already in use",
+        ),
+        (
+            [
+                "scheduler",
+                "--port",
+                str(cluster.scheduler.port),
+                "--listen",
+                "127.0.0.1",
+                "--data-dir",
+                str(tmp_path / "s"),
+            ],
+            "address already in use",
+        ),
+        (
+            ["peer", "--data-dir", str(peer.data_dir), "--listen", "127.0.0.1"],
+            "a peer daemon already runs",
+        ),
+        (["peer", "--scheduler", "notaurl", "--data-dir", str(tmp_path / "y")], "http(s) URL"),
+        (["peer", "--upload-rate", "fast", "--data-dir", str(tmp_path / "z")], "fast"),
+    ]
+    for args, message in cases:
+        result = run_damselfly(*args, timeout=30)
+        assert result.returncode != 0, args
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr
+    # the first daemon still owns its socket and works
+    assert peer.socket.exists()
+    assert http_json("GET", f"{peer.url}/healthz")[0] == 200

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from damselfly.cli.options import default_data_dir
+from damselfly.errors import DamselflyError
 from damselfly.settings import PeerSettings
 from damselfly.units import parse_duration, parse_size
 
@@ -83,7 +84,10 @@ def peer(
     try:
         asyncio.run(_serve(settings, ready))
     except OSError as exc:
-        raise typer.BadParameter(f"cannot start the peer: {exc}") from None
+        raise DamselflyError(
+            f"cannot start the peer (upload {settings.listen}:{settings.upload_port}, "
+            f"socket {settings.socket_path}): {exc}; choose another --port or --endpoint"
+        ) from None
 
 
 async def _serve(settings: PeerSettings, ready: Callable[[Daemon], None]) -> None:

@@ -58,16 +58,16 @@ async def serve(settings: SchedulerSettings) -> None:
     )
     runner = web.AppRunner(build_app(Scheduler(policy), log), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.listen, settings.port)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopped.set)
-    log.info("scheduler started", listen=settings.listen, port=port)
-    print(f"scheduler ready: http://{settings.listen}:{port}", flush=True)
     try:
+        site = web.TCPSite(runner, settings.listen, settings.port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopped.set)
+        log.info("scheduler started", listen=settings.listen, port=port)
+        print(f"scheduler ready: http://{settings.listen}:{port}", flush=True)
         await stopped.wait()
     finally:
         await runner.cleanup()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -33,6 +35,19 @@ from damselfly.protocol.scheduler import Announcement, HostInfo, HostType, PeerS
 from damselfly.settings import PeerSettings
 from damselfly.storage import Store, TaskState
 from damselfly.storage.gc import collect
+
+
+def _answers(path: Path) -> bool:
+    """Is a live process listening on this unix socket?"""
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass(eq=False)
@@ -85,6 +100,11 @@ class Daemon:
         self.downloader = Downloader(self.store, self.settings, self.log, p2p)
         socket_path = self.settings.socket_path
         socket_path.parent.mkdir(parents=True, exist_ok=True)
+        if _answers(socket_path):
+            raise Conflict(
+                f"a peer daemon already runs at {socket_path}; stop it, or give this one "
+                "its own --data-dir or --endpoint"
+            )
         with contextlib.suppress(FileNotFoundError):
             socket_path.unlink()  # a stale socket from a killed daemon
         local = web.AppRunner(build_local_app(self), access_log=None)
@@ -126,7 +146,11 @@ class Daemon:
         self.store.close()
 
     async def serve_forever(self, ready: Any = None) -> None:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self._abandon_start()
+            raise
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopped.set)
@@ -136,6 +160,15 @@ class Daemon:
             await self._stopped.wait()
         finally:
             await self.stop()
+
+    async def _abandon_start(self) -> None:
+        """Undo a start that failed half-way (a port in use), quietly."""
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        if hasattr(self, "session"):
+            await self.session.close()
+        self.log.close()
+        self.store.close()
 
     def host_type(self) -> HostType:
         return HostType.SUPER if self.settings.seed else HostType.NORMAL
