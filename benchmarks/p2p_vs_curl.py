@@ -143,6 +143,111 @@ def check_outputs(outdir: Path, digest: str) -> int:
     return len(outputs)
 
 
+def capped_phase(args: argparse.Namespace, work: Path, source: Path, digest: str) -> dict:
+    """The origin capped in total: 8 curls, then 8 peers."""
+    size, n = source.stat().st_size, args.peers
+    nginx_rate = args.rate.lower().replace("mb", "m").replace("kb", "k")
+    capped = Nginx.start(work / "nginx", limit_rate=nginx_rate)
+    for name in ("curl.bin", "p2p.bin"):
+        os.link(source, capped.root / name)
+    relay, relay_port = start_relay(capped.port, args.rate)
+    try:
+        base = f"http://127.0.0.1:{relay_port}"
+        print(f"origin capped at {args.rate}/s in total")
+        prewarm_memory((n + 1) * size)
+        curl_wall = run_curls(f"{base}/curl.bin", work / "curl", n)
+        check_outputs(work / "curl", digest)
+        shutil.rmtree(work / "curl")
+        print(f"{n} curls:  {curl_wall:.1f}s")
+        prewarm_memory((n + 2) * size)
+        p2p = run_p2p(f"{base}/p2p.bin", work / "p2p", n)
+        p2p["cluster"].close()
+        checked = check_outputs(p2p["outdir"], digest)
+        origin_ratio = capped.bytes_sent("/p2p.bin") / size
+        print(f"{n} gets:   {p2p['wall']:.1f}s  (all {checked} SHA-256 checked)")
+        shutil.rmtree(work / "p2p")
+    finally:
+        stop(relay)
+        capped.stop()
+    print(
+        f"speedup {curl_wall / p2p['wall']:.2f}x (target >= 5x); origin bytes / size "
+        f"{origin_ratio:.3f} (target <= 1.05); peak RSS per daemon max "
+        f"{max(p2p['rss'].values()):.0f} MiB (target <= 200 MB)"
+    )
+    return {
+        "curl_seconds": round(curl_wall, 2),
+        "p2p_seconds": round(p2p["wall"], 2),
+        "speedup": round(curl_wall / p2p["wall"], 2),
+        "origin_bytes_over_size": round(origin_ratio, 4),
+        "curl_origin_bytes_over_size": round(capped.bytes_sent("/curl.bin") / size, 4),
+        "peak_rss_mib": {k: round(v, 1) for k, v in p2p["rss"].items()},
+    }
+
+
+def uncapped_phase(args: argparse.Namespace, work: Path, source: Path, digest: str) -> dict:
+    """No cap: 8 curls, 8 peers; then one more child against raw sendfile, alternating."""
+    size, n = source.stat().st_size, args.peers
+    free = Nginx.start(work / "nginx2")
+    for name in ("curl-uncapped.bin", "p2p-uncapped.bin"):
+        os.link(source, free.root / name)
+    try:
+        prewarm_memory((n + 1) * size)
+        curl_wall = run_curls(free.url("/curl-uncapped.bin"), work / "curl2", n)
+        check_outputs(work / "curl2", digest)
+        shutil.rmtree(work / "curl2")
+        prewarm_memory((n + 2) * size)
+        url = free.url("/p2p-uncapped.bin")
+        p2p = run_p2p(url, work / "p2p2", n)
+        cluster = p2p["cluster"]
+        try:
+            check_outputs(p2p["outdir"], digest)
+            origin_ratio = free.bytes_sent("/p2p-uncapped.bin") / size
+            # one more child, every other peer a complete parent: peer->peer speed
+            solo = cluster.start_peer("solo")
+            task_id = ids.task_id(ids.TaskIdentity(url=url))
+            child, raws, raws_written = [], [], []
+            for _ in range(args.solo_rounds):
+                prewarm_memory(2 * size)
+                raws.append(raw_sendfile_gbps(source))
+                prewarm_memory(2 * size)
+                raws_written.append(raw_sendfile_gbps(source, work / "raw.out"))
+                prewarm_memory(2 * size)
+                result = solo.get(url, work / "solo.out", timeout=600)
+                if result.returncode != 0:
+                    raise SystemExit(result.stderr)
+                child.append(size / engine_seconds(solo.log(), task_id) / 1e9)
+                (work / "solo.out").unlink()
+                http_json("DELETE", f"{solo.url}/api/v1/tasks/{task_id}")
+        finally:
+            cluster.close()
+    finally:
+        free.stop()
+    child_gbps = statistics.median(child)
+    raw, raw_written = statistics.median(raws), statistics.median(raws_written)
+    print(
+        f"uncapped: {n} curls {curl_wall:.1f}s, {n} gets {p2p['wall']:.1f}s "
+        f"({curl_wall / p2p['wall']:.2f}x), origin bytes / size {origin_ratio:.3f}\n"
+        f"one child from peers (median of {args.solo_rounds}): {child_gbps:.2f} GB/s; "
+        f"raw sendfile->recv_into {raw:.2f} GB/s; ratio {child_gbps / raw:.2f} "
+        f"(target >= 0.6); the same raw stream also written to {args.workdir}: "
+        f"{raw_written:.2f} GB/s, ratio {child_gbps / raw_written:.2f}"
+    )
+    return {
+        "curl_seconds": round(curl_wall, 2),
+        "p2p_seconds": round(p2p["wall"], 2),
+        "speedup": round(curl_wall / p2p["wall"], 2),
+        "origin_bytes_over_size": round(origin_ratio, 4),
+        "child_GBps_each": [round(c, 3) for c in child],
+        "raw_GBps_each": [round(r, 3) for r in raws],
+        "raw_written_GBps_each": [round(r, 3) for r in raws_written],
+        "child_peer_to_peer_GBps": round(child_gbps, 3),
+        "raw_sendfile_GBps": round(raw, 3),
+        "child_over_raw": round(child_gbps / raw, 2),
+        "raw_sendfile_written_GBps": round(raw_written, 3),
+        "child_over_raw_written": round(child_gbps / raw_written, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", default="512MiB")
@@ -150,18 +255,16 @@ def main() -> None:
     parser.add_argument("--rate", default="50MB", help="origin cap (nginx limit_rate and total)")
     parser.add_argument("--workdir", default="/dev/shm")
     parser.add_argument("--skip-uncapped", action="store_true")
+    parser.add_argument("--skip-capped", action="store_true")
     parser.add_argument("--solo-rounds", type=int, default=3, help="one-child runs (median)")
     parser.add_argument("--json", default="artifacts/bench-p2p-vs-curl.json")
     args = parser.parse_args()
     size = parse_size(args.size)
     n = args.peers
-    nginx_rate = args.rate.lower().replace("mb", "m").replace("kb", "k")
     work = Path(tempfile.mkdtemp(prefix="damselfly-p2p-", dir=args.workdir))
     report: dict = {"size": size, "peers": n, "origin_rate": args.rate}
     try:
-        www = work / "nginx"
-        capped = Nginx.start(www, limit_rate=nginx_rate)
-        source = capped.root / "file.bin"
+        source = work / "file.bin"
         with source.open("wb") as f:
             left = size
             while left:
@@ -169,100 +272,11 @@ def main() -> None:
                 f.write(chunk)
                 left -= len(chunk)
         digest = sha256_file(source)
-        for name in ("curl.bin", "p2p.bin", "curl-uncapped.bin", "p2p-uncapped.bin", "solo.bin"):
-            os.link(source, capped.root / name)
-        relay, relay_port = start_relay(capped.port, args.rate)
-        try:
-            base = f"http://127.0.0.1:{relay_port}"
-            print(f"file {format_size(size)}, origin capped at {args.rate}/s in total")
-            prewarm_memory((n + 1) * size)
-            curl_wall = run_curls(f"{base}/curl.bin", work / "curl", n)
-            check_outputs(work / "curl", digest)
-            shutil.rmtree(work / "curl")
-            print(f"{n} curls:  {curl_wall:.1f}s")
-            prewarm_memory((n + 2) * size)
-            p2p = run_p2p(f"{base}/p2p.bin", work / "p2p", n)
-            p2p["cluster"].close()
-            checked = check_outputs(p2p["outdir"], digest)
-            origin_ratio = capped.bytes_sent("/p2p.bin") / size
-            print(f"{n} gets:   {p2p['wall']:.1f}s  (all {checked} SHA-256 checked)")
-            shutil.rmtree(work / "p2p")
-        finally:
-            stop(relay)
-        report["capped"] = {
-            "curl_seconds": round(curl_wall, 2),
-            "p2p_seconds": round(p2p["wall"], 2),
-            "speedup": round(curl_wall / p2p["wall"], 2),
-            "origin_bytes_over_size": round(origin_ratio, 4),
-            "curl_origin_bytes_over_size": round(capped.bytes_sent("/curl.bin") / size, 4),
-            "peak_rss_mib": {k: round(v, 1) for k, v in p2p["rss"].items()},
-        }
-        capped.stop()
-        print(
-            f"speedup {curl_wall / p2p['wall']:.2f}x (target >= 5x); origin bytes / size "
-            f"{origin_ratio:.3f} (target <= 1.05); peak RSS per daemon max "
-            f"{max(p2p['rss'].values()):.0f} MiB (target <= 200 MB)"
-        )
-
+        print(f"file {format_size(size)}")
+        if not args.skip_capped:
+            report["capped"] = capped_phase(args, work, source, digest)
         if not args.skip_uncapped:
-            free = Nginx.start(work / "nginx2")
-            for name in ("curl-uncapped.bin", "p2p-uncapped.bin", "solo.bin"):
-                os.link(source, free.root / name)
-            prewarm_memory((n + 1) * size)
-            curl_wall = run_curls(free.url("/curl-uncapped.bin"), work / "curl2", n)
-            check_outputs(work / "curl2", digest)
-            shutil.rmtree(work / "curl2")
-            prewarm_memory((n + 2) * size)
-            p2p = run_p2p(free.url("/p2p-uncapped.bin"), work / "p2p2", n)
-            cluster = p2p["cluster"]
-            try:
-                check_outputs(p2p["outdir"], digest)
-                origin_ratio = free.bytes_sent("/p2p-uncapped.bin") / size
-                # one more child, every other peer a complete parent: peer->peer speed
-                solo = cluster.start_peer("solo")
-                url = free.url("/p2p-uncapped.bin")
-                task_id = ids.task_id(ids.TaskIdentity(url=url))
-                solo_seconds = []
-                for _ in range(args.solo_rounds):
-                    prewarm_memory(2 * size)
-                    result = solo.get(url, work / "solo.out", timeout=600)
-                    if result.returncode != 0:
-                        raise SystemExit(result.stderr)
-                    solo_seconds.append(engine_seconds(solo.log(), task_id))
-                    (work / "solo.out").unlink()
-                    http_json("DELETE", f"{solo.url}/api/v1/tasks/{task_id}")
-                seconds = statistics.median(solo_seconds)
-            finally:
-                cluster.close()
-            child_gbps = size / seconds / 1e9
-            raws, raws_written = [], []
-            for _ in range(args.solo_rounds):
-                prewarm_memory(2 * size)
-                raws.append(raw_sendfile_gbps(source))
-                prewarm_memory(2 * size)
-                raws_written.append(raw_sendfile_gbps(source, work / "raw.out"))
-            raw, raw_written = statistics.median(raws), statistics.median(raws_written)
-            report["uncapped"] = {
-                "curl_seconds": round(curl_wall, 2),
-                "p2p_seconds": round(p2p["wall"], 2),
-                "speedup": round(curl_wall / p2p["wall"], 2),
-                "origin_bytes_over_size": round(origin_ratio, 4),
-                "child_peer_to_peer_GBps": round(child_gbps, 3),
-                "raw_sendfile_GBps": round(raw, 3),
-                "child_over_raw": round(child_gbps / raw, 2),
-                "raw_sendfile_written_GBps": round(raw_written, 3),
-                "child_over_raw_written": round(child_gbps / raw_written, 2),
-            }
-            free.stop()
-            print(
-                f"uncapped: {n} curls {curl_wall:.1f}s, {n} gets {p2p['wall']:.1f}s "
-                f"({curl_wall / p2p['wall']:.2f}x), origin bytes / size {origin_ratio:.3f}\n"
-                f"one child from peers (median of {args.solo_rounds}): {child_gbps:.2f} GB/s; "
-                "raw sendfile->recv_into "
-                f"{raw:.2f} GB/s; ratio {child_gbps / raw:.2f} (target >= 0.6); the same "
-                f"raw stream also written to {args.workdir}: {raw_written:.2f} GB/s, ratio "
-                f"{child_gbps / raw_written:.2f}"
-            )
+            report["uncapped"] = uncapped_phase(args, work, source, digest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
