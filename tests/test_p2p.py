@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from damselfly import ids
-from tests.support.cluster import Cluster, http_json, wait_for
+from tests.support.cluster import Cluster, PeerProcess, http_json, wait_for
 from tests.support.processes import OriginProcess, sha256_file, write_random
 
 MiB = 1 << 20
@@ -127,7 +129,7 @@ def test_killed_seed_mid_transfer_child_finishes_from_source(
     seed = cluster.start_peer("seed", seed=True)
     child = cluster.start_peer("child")
     get = child.start_get(url, tmp_path / "out")
-    assert wait_for(lambda: bytes_logged_progress(child, seed, task_id), timeout=30)
+    assert wait_for(lambda: seed_is_mid_transfer(child, seed, task_id), timeout=30)
     seed.kill()
     _, err = get.communicate(timeout=120)
     assert get.returncode == 0, err
@@ -138,13 +140,17 @@ def test_killed_seed_mid_transfer_child_finishes_from_source(
     assert bytes_from(log, task_id, "source_bytes") > 0
 
 
-def bytes_logged_progress(child, seed, task_id: str) -> bool:
-    """The child holds some pieces from the seed (the seed's piece list shows them)."""
+def finished_pieces(peer: PeerProcess, task_id: str) -> int:
+    status, stat = http_json("GET", f"{peer.url}/api/v1/tasks/{task_id}")
+    return stat["finished_pieces"] if status == 200 else 0
+
+
+def seed_is_mid_transfer(child: PeerProcess, seed: PeerProcess, task_id: str) -> bool:
+    """The seed has some pieces and the child already holds one of them."""
     status, body = http_json("GET", f"{seed.url}/api/v1/tasks/{task_id}/pieces")
     if status != 200 or len(body["pieces"]) < 2:
         return False
-    status, stat = http_json("GET", f"{child.url}/api/v1/tasks/{task_id}")
-    return status == 200 and stat["finished_pieces"] >= 1
+    return finished_pieces(child, task_id) >= 1
 
 
 def test_killed_parent_child_finishes_from_others(
@@ -162,15 +168,7 @@ def test_killed_parent_child_finishes_from_others(
     source_reads = origin.stats()["body_bytes"]["/files/p2p-parentkill.bin"]
     child = cluster.start_peer("child")
     get = child.start_get(url, tmp_path / "out")
-    assert wait_for(
-        lambda: (
-            http_json("GET", f"{child.url}/api/v1/tasks/{task_id}")[1].get("finished_pieces", 0)
-            >= 1
-            if http_json("GET", f"{child.url}/api/v1/tasks/{task_id}")[0] == 200
-            else False
-        ),
-        timeout=30,
-    )
+    assert wait_for(lambda: finished_pieces(child, task_id) >= 1, timeout=30)
     holders[0].kill()
     _, err = get.communicate(timeout=120)
     assert get.returncode == 0, err
@@ -220,7 +218,7 @@ def test_scheduler_restart_mid_download(
     seed = cluster.start_peer("seed", seed=True)
     child = cluster.start_peer("child")
     get = child.start_get(url, tmp_path / "out")
-    assert wait_for(lambda: bytes_logged_progress(child, seed, task_id), timeout=30)
+    assert wait_for(lambda: seed_is_mid_transfer(child, seed, task_id), timeout=30)
     scheduler.process.kill()
     scheduler.process.wait(10)
     time.sleep(0.5)
@@ -296,8 +294,6 @@ def test_delete_refused_while_downloading(
 def test_upload_server_serves_only_finished_pieces_of_known_tasks(
     cluster: Cluster, origin: OriginProcess, tmp_path: Path
 ) -> None:
-    import urllib.request
-
     write_random(origin.root / "p2p-upload.bin", 5 * MiB, seed=40)
     url = origin.url("/files/p2p-upload.bin")
     task_id = task_of(url)

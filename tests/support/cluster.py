@@ -99,32 +99,16 @@ class PeerProcess:
     def socket(self) -> Path:
         return self.data_dir / "peer.sock"
 
+    def _get_args(self, url: str, output: Path, extra: tuple[str, ...]) -> list[str]:
+        return ["get", url, "-O", str(output), "--no-progress", "--data-dir", str(self.data_dir),
+                *extra]  # fmt: skip
+
     def get(self, url: str, output: Path, *extra: str, timeout: float = 120):
-        return run_damselfly(
-            "get",
-            url,
-            "-O",
-            str(output),
-            "--no-progress",
-            "--data-dir",
-            str(self.data_dir),
-            *extra,
-            timeout=timeout,
-        )
+        return run_damselfly(*self._get_args(url, output, extra), timeout=timeout)
 
     def start_get(self, url: str, output: Path, *extra: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [
-                *damselfly_cmd(),
-                "get",
-                url,
-                "-O",
-                str(output),
-                "--no-progress",
-                "--data-dir",
-                str(self.data_dir),
-                *extra,
-            ],
+            [*damselfly_cmd(), *self._get_args(url, output, extra)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

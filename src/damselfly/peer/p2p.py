@@ -12,7 +12,7 @@ import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 
@@ -20,7 +20,7 @@ from damselfly.errors import DamselflyError
 from damselfly.logs import EventLog
 from damselfly.peer.active import ActiveTask, ActiveTasks
 from damselfly.peer.piece_client import PieceClient
-from damselfly.peer.request import DownloadRequest, Progress
+from damselfly.peer.request import DownloadRequest, Progress, request_to_json
 from damselfly.peer.scheduler_client import SchedulerClient
 from damselfly.peer.swarm import Swarm
 from damselfly.pieces import PieceLayout
@@ -91,16 +91,8 @@ class TaskSession:
             finished=self.finished,
             need_parents=need_parents,
             bad_parents=tuple(bad or ()),
-            request={
-                "tag": r.tag,
-                "application": r.application,
-                "piece_length": r.piece_length,
-                "filtered_query_params": (
-                    list(r.filtered_query_params) if r.filtered_query_params is not None else None
-                ),
-                "content_for_calculating_task_id": r.content_for_calculating_task_id,
-                "headers": dict(r.headers),
-            },
+            # a seed told to fetch the task must reach the origin whatever this get said
+            request=request_to_json(replace(r, timeout=None, disable_back_to_source=False)),
         )
 
     async def announce(
