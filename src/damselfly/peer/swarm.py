@@ -32,6 +32,9 @@ from damselfly.protocol.scheduler import AnnounceReply, ParentInfo
 from damselfly.storage import PieceRecord
 
 READ_BUFFER = 1024 * 1024
+# Consecutive pieces a parent holds go in one request of up to this many bytes: per
+# request costs (a round trip, the parent opening the file) halved throughput at 4 MiB.
+RUN_BYTES = 16 * 1024 * 1024
 _REFRESH_EVERY = 1.0  # ask the scheduler for fresh parents this often
 _POLL_WAIT = 5.0  # long-poll a parent's piece list this long
 _PARENT_STALL = 30.0  # a parent whose list has not grown this long is dropped
@@ -48,13 +51,15 @@ class ParentLink:
     base_url: str
     pieces: dict[int, int] = field(default_factory=dict)
     state: str = "running"
-    inflight: int = 0
+    inflight: int = 0  # pieces being fetched from it
     failures: int = 0
     dead: bool = False
     grew_at: float = field(default_factory=time.monotonic)
     watcher: asyncio.Task | None = None
 
 
+# a request in flight -> the consecutive pieces it fetches and from whom
+Inflight = dict[asyncio.Future, tuple[list[Piece], ParentLink]]
 # (bad parent host IDs to report) -> the scheduler's answer, or None when unreachable
 Refresh = Callable[[list[str]], Awaitable[AnnounceReply | None]]
 
@@ -101,7 +106,7 @@ class Swarm:
     async def run(self, parents: list[ParentInfo], finished: set[int]) -> list[Piece]:
         """Fetch every piece not in `finished`; the pieces left for the source."""
         missing = {p.number: p for p in self.layout.pieces() if p.number not in finished}
-        inflight: dict[asyncio.Future, tuple[Piece, ParentLink]] = {}
+        inflight: Inflight = {}
         self._add(parents)
         last_refresh = time.monotonic()
         to_source = False
@@ -224,16 +229,15 @@ class Swarm:
 
     # pieces
 
-    def _dispatch(
-        self, missing: dict[int, Piece], inflight: dict[asyncio.Future, tuple[Piece, ParentLink]]
-    ) -> None:
-        busy = {piece.number for piece, _ in inflight.values()}
+    def _dispatch(self, missing: dict[int, Piece], inflight: Inflight) -> None:
+        busy = {piece.number for run, _ in inflight.values() for piece in run}
         live = self._live()
         if not live:
             return
         loop = asyncio.get_running_loop()
-        # share the window: a parent whose list has not arrived yet still gets its part
-        per_parent = max(2, -(-self.concurrency // len(live)))
+        run_pieces = max(1, RUN_BYTES // self.layout.piece_length)
+        # share out the pieces: a parent whose list has not arrived yet still gets its part
+        per_parent = max(run_pieces, -(-len(missing) // len(live)))
         while len(inflight) < self.concurrency:
             open_links = [link for link in live if link.inflight < per_parent]
             best: tuple[int, int] | None = None  # (holders, number): rarest, then lowest
@@ -245,18 +249,25 @@ class Swarm:
                     best = (holders, number)
             if best is None:
                 return
-            piece = missing[best[1]]
+            first = missing[best[1]]
             link = min(
-                (link for link in open_links if piece.number in link.pieces),
+                (link for link in open_links if first.number in link.pieces),
                 key=lambda link: (link.inflight, link.failures),
             )
-            expected = link.pieces[piece.number]
-            future = loop.run_in_executor(self.executor, self._fetch, link, piece, expected)
-            inflight[future] = (piece, link)
-            link.inflight += 1
-            busy.add(piece.number)
+            run = [first]
+            allowance = min(run_pieces, per_parent - link.inflight)
+            while len(run) < allowance:
+                after = run[-1].number + 1
+                if after not in missing or after in busy or after not in link.pieces:
+                    break
+                run.append(missing[after])
+            expected = [link.pieces[p.number] for p in run]
+            future = loop.run_in_executor(self.executor, self._fetch, link, run, expected)
+            inflight[future] = (run, link)
+            link.inflight += len(run)
+            busy.update(p.number for p in run)
 
-    async def _wait(self, inflight: dict[asyncio.Future, object], timeout: float) -> None:
+    async def _wait(self, inflight: Inflight, timeout: float) -> None:
         self._changed.clear()
         changed = asyncio.ensure_future(self._changed.wait())
         try:
@@ -264,19 +275,17 @@ class Swarm:
         finally:
             changed.cancel()
 
-    def _collect(
-        self, inflight: dict[asyncio.Future, tuple[Piece, ParentLink]], missing: dict[int, Piece]
-    ) -> None:
+    def _collect(self, inflight: Inflight, missing: dict[int, Piece]) -> None:
         for future in [f for f in inflight if f.done()]:
-            piece, link = inflight.pop(future)
-            link.inflight -= 1
+            run, link = inflight.pop(future)
+            link.inflight -= len(run)
             exc = future.exception()
             if exc is None:
-                missing.pop(piece.number, None)
-                crc = future.result()
-                self.on_piece(
-                    PieceRecord(self.task_id, piece.number, piece.offset, piece.length, crc)
-                )
+                for piece, crc in zip(run, future.result(), strict=True):
+                    missing.pop(piece.number, None)
+                    self.on_piece(
+                        PieceRecord(self.task_id, piece.number, piece.offset, piece.length, crc)
+                    )
                 continue
             if isinstance(exc, StorageFull | OSError) and not isinstance(exc, ConnectionError):
                 raise exc
@@ -286,44 +295,52 @@ class Swarm:
             link.failures += 1
             unreachable = isinstance(exc, SourceError) and exc.unreachable
             if unreachable or link.failures >= _MAX_FAILURES:
-                self._drop(link, f"piece {piece.number} failed: {exc}")
+                self._drop(link, f"pieces {run[0].number}-{run[-1].number} failed: {exc}")
 
-    def _fetch(self, link: ParentLink, piece: Piece, expected: int) -> int:
-        """Blocking: one piece from one parent into the content file; its CRC-32."""
+    def _fetch(self, link: ParentLink, run: list[Piece], expected: list[int]) -> list[int]:
+        """Blocking: consecutive pieces from one parent, in one request, into the
+        content file; each piece's CRC-32."""
         buffer = getattr(self._buffers, "buffer", None)
         if buffer is None:
             buffer = self._buffers.buffer = bytearray(READ_BUFFER)
+        start = run[0].offset
+        length = sum(p.length for p in run)
+        ends = [p.offset + p.length - start for p in run]  # piece boundaries in the stream
+        crcs: list[int] = []
         written = crc = 0
 
         def sink(view: memoryview) -> None:
             nonlocal written, crc
-            offset = piece.offset + written
             while view:
+                take = min(len(view), ends[len(crcs)] - written)
                 try:
-                    n = os.pwrite(self.fd, view, offset)
+                    n = os.pwrite(self.fd, view[:take], start + written)
                 except OSError as exc:
                     raise self.storage_error(exc) from exc
                 crc = crc32(view[:n], crc)
                 written += n
-                offset += n
                 self.progress.received(n, from_source=False)
                 view = view[n:]
+                if written == ends[len(crcs)]:
+                    crcs.append(crc)
+                    crc = 0
 
         url = f"{link.base_url}{download_path(self.task_id)}?peerId={self.peer_id}"
         try:
-            self.source.read_range(url, {}, piece.offset, piece.length, sink, buffer)
+            self.source.read_range(url, {}, start, length, sink, buffer)
         except BaseException:
             self.progress.discard(written)
             raise
-        if crc != expected:
-            self.progress.discard(written)
-            raise CorruptPiece(
-                f"parent {link.info.host_id} served piece {piece.number} with CRC-32 "
-                f"{crc:08x}, expected {expected:08x}"
-            )
-        return crc
+        for piece, got, want in zip(run, crcs, expected, strict=True):
+            if got != want:
+                self.progress.discard(written)
+                raise CorruptPiece(
+                    f"parent {link.info.host_id} served piece {piece.number} with CRC-32 "
+                    f"{got:08x}, expected {want:08x}"
+                )
+        return crcs
 
-    async def _stop(self, inflight: dict[asyncio.Future, tuple[Piece, ParentLink]]) -> None:
+    async def _stop(self, inflight: Inflight) -> None:
         for link in self.links.values():
             if link.watcher is not None:
                 link.watcher.cancel()
