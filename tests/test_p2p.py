@@ -432,3 +432,23 @@ def test_service_start_errors_are_one_line(cluster: Cluster, tmp_path: Path) -> 
     # the first daemon still owns its socket and works
     assert peer.socket.exists()
     assert http_json("GET", f"{peer.url}/healthz")[0] == 200
+
+
+def test_busy_parent_is_waited_for_not_dropped(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    size = 24 * MiB
+    digest = write_random(origin.root / "p2p-busy-parent.bin", size, seed=43)
+    url = origin.url("/files/p2p-busy-parent.bin")
+    task_id = task_of(url)
+    cluster.start_scheduler()
+    # one upload slot: most of the child's concurrent requests get 503 at first
+    parent = cluster.start_peer("narrow", "--upload-slots", "1")
+    assert parent.get(url, tmp_path / "p").returncode == 0
+    child = cluster.start_peer("child", "--concurrency", "8")
+    result = child.get(url, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sha256_file(tmp_path / "out") == digest
+    assert not logged(child.log(), "parent dropped")
+    assert bytes_from(child.log(), task_id, "peer_bytes") == size
+    assert origin.stats()["body_bytes"]["/files/p2p-busy-parent.bin"] == size

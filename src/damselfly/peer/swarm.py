@@ -39,6 +39,7 @@ _REFRESH_EVERY = 1.0  # ask the scheduler for fresh parents this often
 _POLL_WAIT = 5.0  # long-poll a parent's piece list this long
 _PARENT_STALL = 30.0  # a parent whose list has not grown this long is dropped
 _MAX_FAILURES = 2  # failed piece fetches before a parent is dropped
+_BUSY_BACKOFF = 0.2  # seconds a parent with no free upload slot is left alone
 
 
 class CorruptPiece(Exception):
@@ -52,6 +53,7 @@ class ParentLink:
     pieces: dict[int, int] = field(default_factory=dict)
     state: str = "running"
     inflight: int = 0  # pieces being fetched from it
+    busy_until: float = 0.0  # it answered 503 (every upload slot taken): not before then
     failures: int = 0
     dead: bool = False
     grew_at: float = field(default_factory=time.monotonic)
@@ -125,7 +127,8 @@ class Swarm:
                 if not inflight and self._hopeless(missing):
                     to_source = True
                     break
-                await self._wait(inflight, timeout=_REFRESH_EVERY)
+                busy = any(link.busy_until > now for link in self._live())
+                await self._wait(inflight, timeout=_BUSY_BACKOFF if busy else _REFRESH_EVERY)
                 self._collect(inflight, missing)
         finally:
             await self._stop(inflight)
@@ -239,7 +242,10 @@ class Swarm:
         # share out the pieces: a parent whose list has not arrived yet still gets its part
         per_parent = max(run_pieces, -(-len(missing) // len(live)))
         while len(inflight) < self.concurrency:
-            open_links = [link for link in live if link.inflight < per_parent]
+            now = time.monotonic()
+            open_links = [
+                link for link in live if link.inflight < per_parent and link.busy_until <= now
+            ]
             best: tuple[int, int] | None = None  # (holders, number): rarest, then lowest
             for number in missing:
                 if number in busy:
@@ -291,6 +297,10 @@ class Swarm:
                 raise exc
             if isinstance(exc, CorruptPiece):
                 self._drop(link, str(exc))
+                continue
+            if isinstance(exc, SourceError) and exc.status == 503:
+                # busy, not broken: ask others for a moment
+                link.busy_until = time.monotonic() + _BUSY_BACKOFF
                 continue
             link.failures += 1
             unreachable = isinstance(exc, SourceError) and exc.unreachable
