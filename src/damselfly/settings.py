@@ -171,3 +171,26 @@ def describe(settings_type: type) -> list[tuple[str, str, str]]:
             default = "" if f.default is MISSING else repr(f.default)
         rows.append((f.name, default, f.metadata.get("help", "")))
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerSettings:
+    """Where the manager listens and keeps its database."""
+
+    data_dir: Path = field(metadata=_help("The SQLite database and root's token live here."))
+    listen: str = field(default="0.0.0.0", metadata=_help("Address the API binds."))
+    port: int = field(default=8080, metadata=_help("API port (0: any free port)."))
+    database_url: str | None = field(
+        default=None,
+        metadata=_help("SQLAlchemy URL (postgresql+psycopg://...); default SQLite in data_dir."),
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise InvalidInput(f"invalid manager settings: port {self.port} is not a port number")
+        if self.database_url is not None and not self.database_url.startswith(
+            ("sqlite", "postgresql")
+        ):
+            raise InvalidInput(
+                "invalid manager settings: database_url must be sqlite:// or postgresql://"
+            )

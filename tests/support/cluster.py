@@ -20,7 +20,7 @@ from tests.support.processes import damselfly_cmd, run_damselfly, stop
 _READY_TIMEOUT = 30.0
 
 
-def _spawn(args: list[str], data_dir: Path) -> subprocess.Popen[str]:
+def spawn_service(args: list[str], data_dir: Path) -> subprocess.Popen[str]:
     """stderr goes to a file: a pipe nobody reads could fill and stall the process."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with (data_dir / "stderr.log").open("a") as err:
@@ -33,7 +33,7 @@ def _spawn(args: list[str], data_dir: Path) -> subprocess.Popen[str]:
         )
 
 
-def _wait_ready(process: subprocess.Popen[str], pattern: str) -> re.Match[str]:
+def wait_ready(process: subprocess.Popen[str], pattern: str) -> re.Match[str]:
     """Read the process's stdout until its ready line; fail with its stderr if it dies."""
     assert process.stdout is not None
     deadline = time.monotonic() + _READY_TIMEOUT
@@ -48,10 +48,18 @@ def _wait_ready(process: subprocess.Popen[str], pattern: str) -> re.Match[str]:
     raise RuntimeError(f"process {process.args} did not become ready; see its stderr.log")
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+def http_json(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 10,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             raw = resp.read()
@@ -150,7 +158,7 @@ class Cluster:
             stderr=subprocess.PIPE,
             text=True,
         )
-        match = _wait_ready(process, r"ready: http://[\d.]+:(\d+)")
+        match = wait_ready(process, r"ready: http://[\d.]+:(\d+)")
         self.scheduler = SchedulerProcess(process, int(match.group(1)), data_dir)
         return self.scheduler
 
@@ -174,8 +182,8 @@ class Cluster:
             *(["--seed"] if seed else []),
             *extra,
         ]
-        process = _spawn(args, data_dir)
-        match = _wait_ready(process, r"peer (\S+) ready: upload [\d.]+:(\d+)")
+        process = spawn_service(args, data_dir)
+        match = wait_ready(process, r"peer (\S+) ready: upload [\d.]+:(\d+)")
         peer = PeerProcess(process, name, match.group(1), int(match.group(2)), data_dir, args)
         self.peers.append(peer)
         return peer

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from damselfly.cli import get as get_cmd
+from damselfly.cli import manager as manager_cmd
 from damselfly.cli import peer as peer_cmd
 from damselfly.cli import scheduler as scheduler_cmd
 from damselfly.cli import task_id as task_id_cmd
@@ -27,6 +28,7 @@ def build_app() -> typer.Typer:
     app.command("task-id", help=task_id_cmd.HELP)(task_id_cmd.task_id)
     app.command("peer", help=peer_cmd.HELP)(peer_cmd.peer)
     app.command("scheduler", help=scheduler_cmd.HELP)(scheduler_cmd.scheduler)
+    app.command("manager", help=manager_cmd.HELP)(manager_cmd.manager)
     return app
 
 

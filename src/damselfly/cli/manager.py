@@ -1,0 +1,52 @@
+"""`damselfly manager`: run the manager (REST API over SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from damselfly.cli.options import default_data_dir
+from damselfly.errors import DamselflyError
+from damselfly.settings import ManagerSettings
+
+HELP = """Run the manager: the REST API (/api/v1, /openapi.json) and its database.
+
+On first start it creates the user root, prints its password once, and writes an API token to <data-dir>/manager/root-token.
+
+Example:
+
+  damselfly manager --port 8080 --database-url postgresql+psycopg://damselfly:pw@db/damselfly
+"""  # noqa: E501
+
+
+def manager(
+    listen: str = typer.Option("0.0.0.0", "--listen", help="Address the API binds."),
+    port: int = typer.Option(8080, "--port", help="API port (0: any free port)."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Database and token live here."),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="SQLAlchemy URL; default SQLite in the data dir."
+    ),
+) -> None:
+    settings = ManagerSettings(
+        data_dir=data_dir or default_data_dir(),
+        listen=listen,
+        port=port,
+        database_url=database_url,
+    )
+    from damselfly.manager.service import prepare, serve
+
+    try:
+        ctx, lines = prepare(settings)
+    except Exception as exc:  # SQLAlchemy and driver errors: say which database failed
+        if isinstance(exc, DamselflyError):
+            raise
+        where = settings.database_url or f"SQLite in {settings.data_dir}"
+        raise DamselflyError(f"cannot open the manager database ({where}): {exc}") from None
+    try:
+        asyncio.run(serve(settings, lines, ctx))
+    except (OSError, SystemExit) as exc:
+        raise DamselflyError(f"cannot start the manager on {listen}:{port}: {exc}") from None
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,1 @@
+"""The manager: REST API, database, users and tokens, scheduler clusters, jobs."""

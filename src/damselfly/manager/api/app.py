@@ -1,0 +1,59 @@
+"""The manager's FastAPI application: routers, and errors as {code, message}."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from damselfly.errors import DamselflyError
+from damselfly.manager.api import clusters, users
+from damselfly.manager.api.deps import ManagerContext
+from damselfly.web import status_of
+
+_CODES = {400: "InvalidArgument", 401: "Unauthenticated", 403: "PermissionDenied",
+          404: "ResourceNotFound", 405: "MethodNotAllowed", 409: "Conflict"}  # fmt: skip
+
+
+def build_app(ctx: ManagerContext) -> FastAPI:
+    app = FastAPI(
+        title="damselfly manager",
+        version="1",
+        description="Task cache search and deletion, preheat, jobs; media tasks to come.",
+    )
+    app.state.context = ctx
+    app.include_router(users.router)
+    app.include_router(clusters.router)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _CODES.get(exc.status_code, "Error")
+        return JSONResponse(
+            {"code": code, "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+        ]
+        return JSONResponse(
+            {"code": "InvalidArgument", "message": "; ".join(problems) or "invalid request"},
+            status_code=422,
+        )
+
+    @app.exception_handler(DamselflyError)
+    async def ours(_: Request, exc: DamselflyError) -> JSONResponse:
+        status = status_of(exc)
+        if status == 400:
+            status = 422  # bad arguments, as the rest of the API answers them
+        return JSONResponse({"code": exc.code, "message": str(exc)}, status_code=status)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app

@@ -1,0 +1,66 @@
+"""What every route needs: a database session, the caller, their role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from damselfly.manager.auth import user_for_token
+from damselfly.manager.models import User
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerContext:
+    sessions: sessionmaker[Session]
+    data_dir: Path
+
+
+_bearer = HTTPBearer(auto_error=False, description="A personal access token")
+
+
+def context(request: Request) -> ManagerContext:
+    return request.app.state.context
+
+
+def db(ctx: Annotated[ManagerContext, Depends(context)]) -> Iterator[Session]:
+    """One session per request, committed when the route returns normally."""
+    with ctx.sessions() as session:
+        yield session
+        session.commit()
+
+
+DB = Annotated[Session, Depends(db)]
+
+
+def current_user(
+    session: DB, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> User:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            401,
+            "an Authorization: Bearer <token> header is required; root's token is in "
+            "<data-dir>/manager/root-token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    user = user_for_token(session, credentials.credentials)
+    if user is None:
+        raise HTTPException(
+            401, "the token is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return user
+
+
+def root_user(user: Annotated[User, Depends(current_user)]) -> User:
+    if user.role != "root":
+        raise HTTPException(403, f"user {user.name!r} (role {user.role}) may only read")
+    return user
+
+
+Reader = Annotated[User, Depends(current_user)]
+Root = Annotated[User, Depends(root_user)]
