@@ -452,3 +452,39 @@ def test_busy_parent_is_waited_for_not_dropped(
     assert not logged(child.log(), "parent dropped")
     assert bytes_from(child.log(), task_id, "peer_bytes") == size
     assert origin.stats()["body_bytes"]["/files/p2p-busy-parent.bin"] == size
+
+
+def test_scheduler_deletes_everywhere_at_once(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    import signal
+
+    write_random(origin.root / "p2p-fanout.bin", 5 * MiB, seed=44)
+    url = origin.url("/files/p2p-fanout.bin")
+    task_id = task_of(url)
+    scheduler = cluster.start_scheduler()
+    holders = [cluster.start_peer(f"holder{n}") for n in range(4)]
+    for n, peer in enumerate(holders):
+        assert peer.get(url, tmp_path / f"out{n}").returncode == 0
+    assert wait_for(lambda: len(scheduler.task_hosts(task_id)) == 4)
+    frozen = holders[3]
+    frozen.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        status, result = http_json(
+            "POST", f"{scheduler.url}/api/v1/tasks/{task_id}/delete?timeout=2", timeout=15
+        )
+        took = time.monotonic() - started
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+    assert status == 200
+    assert took < 3.0  # one timeout for all, not one per host
+    assert {t["host_id"] for t in result["success_tasks"]} == {p.host_id for p in holders[:3]}
+    [failed] = result["failure_tasks"]
+    assert failed["host_id"] == frozen.host_id and "within 2s" in failed["description"]
+    for peer in holders[:3]:
+        assert not peer.content(task_id).exists()
+    assert frozen.content(task_id).exists()
+    assert set(scheduler.task_hosts(task_id)) == {frozen.host_id}
+    status, body = http_json("POST", f"{scheduler.url}/api/v1/tasks/{task_id}/delete?timeout=x")
+    assert status == 400 and "timeout" in body["message"]

@@ -16,6 +16,7 @@ from damselfly.protocol.scheduler import (
     AnnounceReply,
     HostInfo,
     ParentInfo,
+    PeerState,
 )
 from damselfly.scheduler.resources import Host, Peer
 from damselfly.scheduler.service import Scheduler
@@ -135,6 +136,57 @@ async def get_task(request: web.Request) -> web.Response:
     )
 
 
+async def delete_task_everywhere(request: web.Request) -> web.Response:
+    """Tell every peer holding a task to delete it, all at once, each with a timeout.
+
+    Upstream asks one peer at a time; with one stopped host that is one timeout per
+    host. Here the whole fan-out takes at most one timeout.
+    """
+    task_id = request.match_info["task_id"]
+    try:
+        timeout = float(request.query.get("timeout", "5"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="timeout must be a number of seconds") from None
+    if not 0 < timeout <= 300:
+        raise web.HTTPBadRequest(text="timeout must be within (0, 300] seconds")
+    scheduler = request.app[SCHEDULER]
+    task = scheduler.task(task_id)
+    peers = [p for p in task.peers.values() if p.state is not PeerState.PENDING] if task else []
+    session = request.app[SESSION]
+
+    async def delete_on(peer: Peer) -> tuple[Peer, str | None]:
+        url = f"http://{peer.host.ip}:{peer.host.port}/api/v1/tasks/{task_id}"
+        try:
+            async with session.delete(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                if resp.status in (200, 404):  # gone either way
+                    return peer, None
+                body = await resp.json(content_type=None)
+                return peer, f"peer answered {resp.status}: {body.get('message', body)}"
+        except TimeoutError:
+            return peer, f"peer did not answer within {timeout:g}s"
+        except aiohttp.ClientError as exc:
+            return peer, f"peer unreachable: {exc}"
+
+    outcomes = await asyncio.gather(*(delete_on(p) for p in peers))
+    success, failure = [], []
+    for peer, problem in outcomes:
+        entry = {
+            "host_id": peer.host.id,
+            "hostname": peer.host.hostname,
+            "ip": peer.host.ip,
+            "host_type": peer.host.type.value,
+        }
+        if problem is None:
+            scheduler.leave_task(task_id, peer.host.id)
+            success.append(entry)
+        else:
+            failure.append({**entry, "description": problem})
+    request.app[LOG].info(
+        "task deleted from peers", task_id=task_id, success=len(success), failure=len(failure)
+    )
+    return web.json_response({"success_tasks": success, "failure_tasks": failure})
+
+
 async def healthz(request: web.Request) -> web.Response:
     s = request.app[SCHEDULER]
     return web.json_response({"ok": True, "hosts": len(s.hosts), "tasks": len(s.tasks)})
@@ -196,4 +248,5 @@ def build_app(scheduler: Scheduler, log: EventLog) -> web.Application:
     app.router.add_post("/api/v1/tasks/{task_id}/announce", announce)
     app.router.add_get("/api/v1/tasks/{task_id}", get_task)
     app.router.add_delete("/api/v1/tasks/{task_id}/hosts/{host_id}", leave_task)
+    app.router.add_post("/api/v1/tasks/{task_id}/delete", delete_task_everywhere)
     return app
