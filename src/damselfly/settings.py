@@ -184,10 +184,16 @@ class ManagerSettings:
         default=None,
         metadata=_help("SQLAlchemy URL (postgresql+psycopg://...); default SQLite in data_dir."),
     )
+    redis_url: str | None = field(
+        default=None, metadata=_help("Job queue on Redis (redis://...); default SQLite.")
+    )
+    job_workers: int = field(default=4, metadata=_help("Jobs run at once (1-64)."))
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise InvalidInput(f"invalid manager settings: port {self.port} is not a port number")
+        if not 1 <= self.job_workers <= 64:
+            raise InvalidInput("invalid manager settings: job_workers must be within 1-64")
         if self.database_url is not None and not self.database_url.startswith(
             ("sqlite", "postgresql")
         ):

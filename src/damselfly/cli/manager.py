@@ -28,25 +28,33 @@ def manager(
     database_url: str | None = typer.Option(
         None, "--database-url", help="SQLAlchemy URL; default SQLite in the data dir."
     ),
+    redis_url: str | None = typer.Option(
+        None, "--redis-url", help="Job queue on Redis (redis://host:6379/0); default SQLite."
+    ),
+    job_workers: int = typer.Option(4, "--job-workers", help="Jobs run at once in here."),
 ) -> None:
     settings = ManagerSettings(
         data_dir=data_dir or default_data_dir(),
         listen=listen,
         port=port,
         database_url=database_url,
+        redis_url=redis_url,
+        job_workers=job_workers,
     )
     from damselfly.manager.service import prepare, serve
 
     try:
-        ctx, lines = prepare(settings)
+        running = prepare(settings)
     except Exception as exc:  # SQLAlchemy and driver errors: say which database failed
         if isinstance(exc, DamselflyError):
             raise
         where = settings.database_url or f"SQLite in {settings.data_dir}"
         raise DamselflyError(f"cannot open the manager database ({where}): {exc}") from None
     try:
-        asyncio.run(serve(settings, lines, ctx))
+        asyncio.run(serve(settings, running))
     except (OSError, SystemExit) as exc:
         raise DamselflyError(f"cannot start the manager on {listen}:{port}: {exc}") from None
     except KeyboardInterrupt:
         pass
+    finally:
+        running.close()

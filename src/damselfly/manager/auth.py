@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -17,16 +16,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from damselfly.database import utcnow as now
 from damselfly.errors import Conflict, InvalidInput
 from damselfly.manager.models import Token, User
 
 ROLES = ("root", "guest")
 TOKEN_PREFIX = "dfly_"
 _hasher = PasswordHasher()  # stateless parameters; safe to share
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def hash_password(password: str) -> str:

@@ -1,17 +1,15 @@
 """The manager's tables (SQLAlchemy 2.0). Schema changes go through Alembic
-(`migrations/`), never `create_all`, so PostgreSQL and SQLite stay in step."""
+(`migrations/`), never `create_all`, so PostgreSQL and SQLite stay in step.
+Jobs are `damselfly.jobs.models.Job`."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
 
-
-class Base(DeclarativeBase):
-    pass
+from damselfly.database import Base
 
 
 class User(Base):
@@ -63,23 +61,3 @@ class Scheduler(Base):
     state: Mapped[str] = mapped_column(String(16))  # active | inactive
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class Job(Base):
-    """Everything asked now and finished later; users see these rows."""
-
-    __tablename__ = "jobs"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    type: Mapped[str] = mapped_column(String(64), index=True)
-    state: Mapped[str] = mapped_column(String(16), index=True)  # PENDING | SUCCESS | FAILURE
-    bio: Mapped[str] = mapped_column(Text, default="")
-    args: Mapped[dict[str, Any]] = mapped_column(JSON)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    error_log: Mapped[str] = mapped_column(Text, default="")
-    scheduler_cluster_ids: Mapped[list[int]] = mapped_column(JSON)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

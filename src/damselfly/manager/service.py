@@ -3,25 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
+import urllib3
 import uvicorn
 
+from damselfly.jobs.engine import JobEngine
+from damselfly.jobs.queue import EmbeddedConsumer, make_queue, start_consumer
+from damselfly.logs import EventLog
 from damselfly.manager.api.app import build_app
 from damselfly.manager.api.deps import ManagerContext
 from damselfly.manager.auth import bootstrap_root
 from damselfly.manager.db import make_engine, migrate, sessions, sqlite_url
+from damselfly.manager.task_jobs import TaskJobs
 from damselfly.settings import ManagerSettings
 
 
-def prepare(settings: ManagerSettings) -> tuple[ManagerContext, list[str]]:
-    """Migrate the database and make root on first start; lines to tell the user."""
+@dataclass
+class Manager:
+    context: ManagerContext
+    consumer: EmbeddedConsumer
+    log: EventLog
+    banner: list[str]
+
+    def close(self) -> None:
+        self.consumer.stop(graceful=True)
+        self.log.close()
+
+
+def prepare(settings: ManagerSettings) -> Manager:
+    """Migrate the database, make root on first start, start the job workers and
+    recover what a crash left; the lines to tell the user."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
     migrate(engine)
     factory = sessions(engine)
     with factory.begin() as session:
         boot = bootstrap_root(session, settings.data_dir)
+    log = EventLog(settings.data_dir / "logs", "manager")
+    queue = make_queue("damselfly-jobs", redis_url=settings.redis_url, data_dir=settings.data_dir)
+    task_jobs = TaskJobs(factory, urllib3.PoolManager(maxsize=16))
+    jobs = JobEngine(factory, queue, task_jobs.types(), log)
+    failed, requeued = jobs.recover()
+    consumer = start_consumer(queue, settings.job_workers)
     lines = []
     if boot.created:
         lines += [
@@ -29,12 +54,15 @@ def prepare(settings: ManagerSettings) -> tuple[ManagerContext, list[str]]:
             "  (shown once; change it with PUT /api/v1/users/me/password)",
         ]
     lines.append(f"root's API token: {boot.token_file} (readable only by you)")
-    return ManagerContext(factory, settings.data_dir), lines
+    if failed or requeued:
+        lines.append(f"jobs recovered: {failed} interrupted and failed, {requeued} re-queued")
+    context = ManagerContext(factory, settings.data_dir, jobs, task_jobs.validate)
+    return Manager(context, consumer, log, lines)
 
 
-async def serve(settings: ManagerSettings, ready_lines: list[str], ctx: ManagerContext) -> None:
+async def serve(settings: ManagerSettings, manager: Manager) -> None:
     config = uvicorn.Config(
-        build_app(ctx),
+        build_app(manager.context),
         host=settings.listen,
         port=settings.port,
         log_level="warning",
@@ -50,7 +78,7 @@ async def serve(settings: ManagerSettings, ready_lines: list[str], ctx: ManagerC
         await asyncio.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     print(f"manager ready: http://{settings.listen}:{port} (API /api/v1, /openapi.json)")
-    for line in ready_lines:
+    for line in manager.banner:
         print(line)
     print("", end="", flush=True)
     await task

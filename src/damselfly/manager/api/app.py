@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from damselfly.errors import DamselflyError
-from damselfly.manager.api import clusters, users
+from damselfly.manager.api import clusters, jobs, users
 from damselfly.manager.api.deps import ManagerContext
 from damselfly.web import status_of
 
@@ -25,6 +25,7 @@ def build_app(ctx: ManagerContext) -> FastAPI:
     app.state.context = ctx
     app.include_router(users.router)
     app.include_router(clusters.router)
+    app.include_router(jobs.router)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

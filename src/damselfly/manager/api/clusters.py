@@ -8,9 +8,9 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from damselfly.database import utcnow as now
 from damselfly.errors import Conflict
 from damselfly.manager.api.deps import DB, Reader, Root
-from damselfly.manager.auth import now
 from damselfly.manager.models import Scheduler, SchedulerCluster
 
 router = APIRouter(prefix="/api/v1", tags=["clusters"])

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from damselfly.jobs.engine import JobEngine
 from damselfly.manager.auth import user_for_token
 from damselfly.manager.models import User
 
@@ -19,6 +20,8 @@ from damselfly.manager.models import User
 class ManagerContext:
     sessions: sessionmaker[Session]
     data_dir: Path
+    jobs: JobEngine
+    validate: Callable[[str, Mapping[str, Any]], None]  # a job's args, before it is made
 
 
 _bearer = HTTPBearer(auto_error=False, description="A personal access token")

@@ -1,0 +1,187 @@
+"""The task-cache jobs, Dragonfly-shaped: get_task and delete_task.
+
+Each fans out to one scheduler of every chosen cluster; the scheduler asks (or
+tells) every peer holding the task at once. Arguments are checked when the job is
+created, so a bad request is a 422 and never a failed job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import urllib3
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from damselfly import ids
+from damselfly.errors import InvalidInput
+from damselfly.jobs.engine import JobFailed, JobType
+from damselfly.manager.models import Scheduler, SchedulerCluster
+from damselfly.pieces import MAX_PIECE_LENGTH, MIN_PIECE_LENGTH
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_REQUIRED = "task_id, content_for_calculating_task_id or url is required"
+
+
+def task_id_from_args(args: Mapping[str, Any]) -> str:
+    """Validate get_task / delete_task args as upstream does; the task ID they name."""
+    task_id = args.get("task_id")
+    url = args.get("url")
+    content = args.get("content_for_calculating_task_id")
+    if not (task_id or url or content):
+        raise InvalidInput(_REQUIRED)
+    for key in ("tag", "application"):
+        value = args.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > 400):
+            raise InvalidInput(f"{key} must be a string of at most 400 characters")
+    piece_length = args.get("piece_length")
+    if piece_length is not None:
+        if isinstance(piece_length, bool) or not isinstance(piece_length, int):
+            raise InvalidInput("piece_length must be an integer number of bytes")
+        if not MIN_PIECE_LENGTH <= piece_length <= MAX_PIECE_LENGTH:
+            raise InvalidInput("piece_length must be within 4 MiB and 64 MiB")
+    if task_id:
+        if not isinstance(task_id, str) or not _HEX64.match(task_id):
+            raise InvalidInput("task_id must be 64 lowercase hex characters")
+        return task_id
+    if content:
+        return ids.content_task_id(str(content))
+    if (
+        not isinstance(url, str)
+        or len(url) > 1000
+        or not url.startswith(("http://", "https://", "ftp://"))
+    ):
+        raise InvalidInput("url must be an http(s) or ftp URL of at most 1000 characters")
+    filters = args.get("filtered_query_params")
+    if filters is not None and not isinstance(filters, str):
+        raise InvalidInput("filtered_query_params must be one string of keys joined by &")
+    return ids.task_id(
+        ids.TaskIdentity(
+            url=url,
+            tag=args.get("tag") or "",
+            application=args.get("application") or "",
+            piece_length=piece_length,
+            filtered_query_params=[f for f in filters.split("&") if f] if filters else None,
+        )
+    )
+
+
+def peer_timeout(args: Mapping[str, Any]) -> float:
+    value = args.get("timeout", 5)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 300:
+        raise InvalidInput("timeout must be a number of seconds within (0, 300]")
+    return float(value)
+
+
+class TaskJobs:
+    """get_task and delete_task over the schedulers registered in the database."""
+
+    def __init__(self, sessions: sessionmaker[Session], http: urllib3.PoolManager) -> None:
+        self.sessions = sessions
+        self.http = http
+
+    def types(self) -> dict[str, JobType]:
+        return {
+            "get_task": JobType(self.get_task, timeout=60, priority=10),
+            "delete_task": JobType(self.delete_task, timeout=330, priority=5),
+        }
+
+    def validate(self, type_: str, args: Mapping[str, Any]) -> None:
+        if type_ in ("get_task", "delete_task"):
+            task_id_from_args(args)
+            peer_timeout(args)
+
+    def _clusters(self, cluster_ids: list[int]) -> list[tuple[int, list[str]]]:
+        """(cluster ID, its active schedulers' URLs) for the chosen or all clusters."""
+        with self.sessions() as session:
+            query = select(SchedulerCluster.id).order_by(SchedulerCluster.id)
+            if cluster_ids:
+                query = query.where(SchedulerCluster.id.in_(cluster_ids))
+            clusters = list(session.scalars(query))
+            result = []
+            for cluster_id in clusters:
+                schedulers = session.scalars(
+                    select(Scheduler).where(
+                        Scheduler.cluster_id == cluster_id, Scheduler.state == "active"
+                    )
+                )
+                result.append((cluster_id, [f"http://{s.ip}:{s.port}" for s in schedulers]))
+        missing = set(cluster_ids) - {c for c, _ in result}
+        if missing:
+            raise JobFailed(f"scheduler clusters {sorted(missing)} do not exist")
+        return result
+
+    def _call(self, method: str, url: str, timeout: float) -> tuple[int, Any]:
+        resp = self.http.request(method, url, timeout=urllib3.Timeout(connect=3, read=timeout))
+        try:
+            body = json.loads(resp.data) if resp.data else None
+        except json.JSONDecodeError:
+            body = {"message": resp.data[:200].decode(errors="replace")}
+        return resp.status, body
+
+    def _fan_out(self, cluster_ids: list[int], ask: Any) -> tuple[list[dict[str, Any]], list[str]]:
+        results, errors = [], []
+        for cluster_id, schedulers in self._clusters(cluster_ids):
+            if not schedulers:
+                errors.append(f"scheduler cluster {cluster_id} has no active scheduler")
+                continue
+            last_error = ""
+            for base in schedulers:  # the first that answers speaks for the cluster
+                try:
+                    results.append({"scheduler_cluster_id": cluster_id, **ask(base)})
+                    break
+                except (urllib3.exceptions.HTTPError, OSError, RuntimeError) as exc:
+                    last_error = f"scheduler {base} of cluster {cluster_id} failed: {exc}"
+            else:
+                errors.append(last_error)
+        return results, sorted(set(errors))
+
+    def get_task(self, args: Mapping[str, Any], cluster_ids: list[int]) -> dict[str, Any]:
+        task_id = task_id_from_args(args)
+
+        def ask(base: str) -> dict[str, Any]:
+            status, body = self._call("GET", f"{base}/api/v1/tasks/{task_id}", 10)
+            if status == 404:
+                return {"peers": []}
+            if status != 200:
+                raise RuntimeError(f"HTTP {status}: {body}")
+            return {
+                "peers": [
+                    {
+                        "id": p["host_id"],
+                        "hostname": p["hostname"],
+                        "ip": p["ip"],
+                        "host_type": p["host_type"],
+                        "created_at": p["created_at"],
+                        "updated_at": p["updated_at"],
+                    }
+                    for p in body["peers"]
+                    if p["state"] == "succeeded"
+                ]
+            }
+
+        results, errors = self._fan_out(cluster_ids, ask)
+        result = {"task_id": task_id, "clusters": results}
+        if errors:
+            raise JobFailed("\n".join(errors), result)
+        return result
+
+    def delete_task(self, args: Mapping[str, Any], cluster_ids: list[int]) -> dict[str, Any]:
+        task_id = task_id_from_args(args)
+        timeout = peer_timeout(args)
+
+        def ask(base: str) -> dict[str, Any]:
+            url = f"{base}/api/v1/tasks/{task_id}/delete?timeout={timeout:g}"
+            status, body = self._call("POST", url, timeout + 10)
+            if status != 200:
+                raise RuntimeError(f"HTTP {status}: {body}")
+            return body
+
+        results, errors = self._fan_out(cluster_ids, ask)
+        result = {"task_id": task_id, "clusters": results}
+        if errors:
+            raise JobFailed("\n".join(errors), result)
+        return result
