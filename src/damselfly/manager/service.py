@@ -53,9 +53,9 @@ def prepare(settings: ManagerSettings) -> Manager:
             "created user root with password " + (boot.password or ""),
             "  (shown once; change it with PUT /api/v1/users/me/password)",
         ]
-    lines.append(f"root's API token: {boot.token_file} (readable only by you)")
     if failed or requeued:
         lines.append(f"jobs recovered: {failed} interrupted and failed, {requeued} re-queued")
+    lines.append(f"root's API token: {boot.token_file} (readable only by you)")
     context = ManagerContext(factory, settings.data_dir, jobs, task_jobs.validate)
     return Manager(context, consumer, log, lines)
 

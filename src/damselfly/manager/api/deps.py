@@ -52,6 +52,8 @@ def current_user(
             headers={"WWW-Authenticate": "Bearer"},
         )
     user = user_for_token(session, credentials.credentials)
+    # commit last_used_at now: an open write would lock SQLite against the job engine
+    session.commit()
     if user is None:
         raise HTTPException(
             401, "the token is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}

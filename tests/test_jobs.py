@@ -1,0 +1,221 @@
+"""Task jobs end to end: a manager, a scheduler and peers as real processes."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from damselfly import ids
+from tests.support.cluster import Cluster, wait_for
+from tests.support.manager import ManagerProcess, start_manager
+from tests.support.processes import OriginProcess, write_random
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[ManagerProcess, Cluster, int]]:
+    """A manager with one scheduler cluster whose scheduler has registered."""
+    cluster = Cluster(tmp_path / "cluster")
+    manager = start_manager(tmp_path / "manager")
+    try:
+        scheduler = cluster.start_scheduler()
+        token = manager.root_token
+        _, made = manager.call("POST", "/api/v1/scheduler-clusters", {"name": "one"}, token)
+        status, _ = manager.call(
+            "POST",
+            "/api/v1/schedulers",
+            {"cluster_id": made["id"], "hostname": "s", "ip": "127.0.0.1", "port": scheduler.port},
+            token,
+        )
+        assert status == 200
+        yield manager, cluster, made["id"]
+    finally:
+        manager.stop()
+        cluster.close()
+    assert "Traceback" not in (manager.data_dir / "stderr.log").read_text()
+
+
+def wait_job(manager: ManagerProcess, job_id: int, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, job = manager.call("GET", f"/api/v1/jobs/{job_id}", token=manager.root_token)
+        if job["state"] != "PENDING":
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} still PENDING after {timeout}s")
+
+
+def holders(cluster: Cluster, origin: OriginProcess, tmp_path: Path, name: str, n: int) -> str:
+    write_random(origin.root / name, 5 * MiB, seed=len(name))
+    url = origin.url(f"/files/{name}")
+    for i in range(n):
+        peer = cluster.start_peer(f"{name}-{i}")
+        assert peer.get(url, tmp_path / f"{name}-{i}.out").returncode == 0
+    task_id = ids.task_id(ids.TaskIdentity(url=url))
+    assert wait_for(lambda: len(cluster.scheduler.task_hosts(task_id)) == n)
+    return url
+
+
+def test_get_task_finds_every_holder_within_a_second(
+    stack: tuple[ManagerProcess, Cluster, int], origin: OriginProcess, tmp_path: Path
+) -> None:
+    manager, cluster, cluster_id = stack
+    url = holders(cluster, origin, tmp_path, "job-get.bin", 3)
+    started = time.monotonic()
+    status, job = manager.call(
+        "POST", "/api/v1/jobs", {"type": "get_task", "args": {"url": url}}, manager.root_token
+    )
+    assert status == 200 and job["state"] == "PENDING"
+    done = wait_job(manager, job["id"])
+    took = time.monotonic() - started
+    assert done["state"] == "SUCCESS", done["error_log"]
+    assert took < 1.0
+    [result] = done["result"]["clusters"]
+    assert result["scheduler_cluster_id"] == cluster_id
+    assert {p["id"] for p in result["peers"]} == {p.host_id for p in cluster.peers}
+    assert all(p["host_type"] == "normal" and p["ip"] == "127.0.0.1" for p in result["peers"])
+    # by task ID and by an unknown task: an empty answer, still SUCCESS
+    task_id = done["result"]["task_id"]
+    _, by_id = manager.call(
+        "POST", "/api/v1/jobs", {"type": "get_task", "args": {"task_id": task_id}},
+        manager.root_token,
+    )  # fmt: skip
+    assert len(wait_job(manager, by_id["id"])["result"]["clusters"][0]["peers"]) == 3
+    _, none = manager.call(
+        "POST", "/api/v1/jobs", {"type": "get_task", "args": {"url": url + "?x=1"}},
+        manager.root_token,
+    )  # fmt: skip
+    assert wait_job(manager, none["id"])["result"]["clusters"][0]["peers"] == []
+
+
+def test_delete_task_with_a_stopped_peer(
+    stack: tuple[ManagerProcess, Cluster, int], origin: OriginProcess, tmp_path: Path
+) -> None:
+    manager, cluster, _ = stack
+    url = holders(cluster, origin, tmp_path, "job-delete.bin", 4)
+    task_id = ids.task_id(ids.TaskIdentity(url=url))
+    frozen = cluster.peers[3]
+    frozen.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        _, job = manager.call(
+            "POST", "/api/v1/jobs",
+            {"type": "delete_task", "args": {"url": url, "timeout": 2}}, manager.root_token,
+        )  # fmt: skip
+        done = wait_job(manager, job["id"])
+        took = time.monotonic() - started
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+    assert done["state"] == "SUCCESS", done["error_log"]
+    assert took < 2 + 1
+    [result] = done["result"]["clusters"]
+    assert len(result["success_tasks"]) == 3
+    [failure] = result["failure_tasks"]
+    assert failure["hostname"] == frozen.name and failure["description"]
+    for peer in cluster.peers[:3]:
+        assert not peer.content(task_id).exists()
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"type": "nonsense", "args": {}}, "unknown job type"),
+        ({"type": "get_task", "args": {}}, "task_id, content_for_calculating_task_id or url"),
+        ({"type": "get_task", "args": {"task_id": "abc"}}, "64"),
+        ({"type": "get_task", "args": {"url": "http://x/y", "piece_length": 1024}}, "4 MiB"),
+        ({"type": "delete_task", "args": {"url": "http://x/y", "timeout": 0}}, "timeout"),
+        ({"type": "get_task", "args": {"url": "file:///etc/passwd"}}, "http"),
+    ],
+)
+def test_bad_jobs_are_refused_with_422(
+    stack: tuple[ManagerProcess, Cluster, int], body: dict, message: str
+) -> None:
+    manager, _, _ = stack
+    status, answer = manager.call("POST", "/api/v1/jobs", body, manager.root_token)
+    assert status == 422, answer
+    assert message in answer["message"]
+
+
+def test_jobs_list_pages_newest_first_and_guests_only_read(
+    stack: tuple[ManagerProcess, Cluster, int],
+) -> None:
+    manager, _, _ = stack
+    root = manager.root_token
+    made = [
+        manager.call(
+            "POST",
+            "/api/v1/jobs",
+            {"type": "get_task", "args": {"task_id": f"{n:064x}"}},
+            root,
+        )[1]["id"]
+        for n in range(5)
+    ]
+    for job_id in made:
+        wait_job(manager, job_id)
+    import urllib.request
+
+    request = urllib.request.Request(
+        manager.url + "/api/v1/jobs?type=get_task&per_page=2&page=2",
+        headers={"Authorization": f"Bearer {root}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        import json
+
+        page = json.loads(resp.read())
+        link = resp.headers["Link"]
+    assert [j["id"] for j in page] == [made[2], made[1]]
+    assert 'rel="next"' in link and 'rel="prev"' in link and "page=3" in link
+    manager.call("POST", "/api/v1/users", {"name": "g", "password": "guest-pass"}, root)
+    guest = manager.call("POST", "/api/v1/users/signin", {"name": "g", "password": "guest-pass"})[
+        1
+    ]["token"]
+    assert manager.call("GET", "/api/v1/jobs", token=guest)[0] == 200
+    status, _ = manager.call(
+        "POST", "/api/v1/jobs", {"type": "get_task", "args": {"task_id": "0" * 64}}, guest
+    )
+    assert status == 403
+    assert manager.call("DELETE", f"/api/v1/jobs/{made[0]}", token=guest)[0] == 403
+    assert manager.call("DELETE", f"/api/v1/jobs/{made[0]}", token=root)[0] == 200
+    assert manager.call("GET", f"/api/v1/jobs/{made[0]}", token=root)[0] == 404
+
+
+def test_manager_killed_mid_job_leaves_no_job_pending(
+    stack: tuple[ManagerProcess, Cluster, int], origin: OriginProcess, tmp_path: Path
+) -> None:
+    manager, cluster, _ = stack
+    url = holders(cluster, origin, tmp_path, "job-kill.bin", 1)
+    stuck = cluster.peers[0]
+    stuck.process.send_signal(signal.SIGSTOP)  # the delete waits on it for 20 s
+    try:
+        root = manager.root_token
+        _, running = manager.call(
+            "POST", "/api/v1/jobs",
+            {"type": "delete_task", "args": {"url": url, "timeout": 20}}, root,
+        )  # fmt: skip
+        assert wait_for(
+            lambda: (
+                manager.call("GET", f"/api/v1/jobs/{running['id']}", token=root)[1]["started_at"]
+                is not None
+            )
+        )
+        manager.process.send_signal(signal.SIGKILL)
+        manager.process.wait(10)
+    finally:
+        stuck.process.send_signal(signal.SIGCONT)
+    again = start_manager(manager.data_dir)
+    try:
+        job = wait_job(again, running["id"])
+        assert job["state"] == "FAILURE"
+        assert "manager stopped while this job ran" in job["error_log"]
+        assert "jobs recovered: 1 interrupted" in again.banner
+        _, fresh = again.call(
+            "POST", "/api/v1/jobs", {"type": "get_task", "args": {"url": url}}, again.root_token
+        )
+        assert wait_job(again, fresh["id"])["state"] == "SUCCESS"
+    finally:
+        again.stop()
