@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from huey import RedisHuey, SqliteHuey
+from huey import PriorityRedisHuey, SqliteHuey
 from huey.api import Huey
 from huey.consumer import Consumer
 
 
 def make_queue(name: str, *, redis_url: str | None, data_dir: Path) -> Huey:
     if redis_url:
-        return RedisHuey(name, url=redis_url, blocking=True, read_timeout=1)
+        # the priority flavour: job types have priorities (needs Redis >= 5)
+        return PriorityRedisHuey(name, url=redis_url, blocking=True, read_timeout=1)
     path = data_dir / "jobs-queue.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey(name, filename=str(path), timeout=30)

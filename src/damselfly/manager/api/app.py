@@ -53,6 +53,17 @@ def build_app(ctx: ManagerContext) -> FastAPI:
             status = 422  # bad arguments, as the rest of the API answers them
         return JSONResponse({"code": exc.code, "message": str(exc)}, status_code=status)
 
+    @app.exception_handler(Exception)
+    async def bug(_: Request, exc: Exception) -> JSONResponse:
+        # a bug: the trace goes to the server's stderr, the caller gets one clear line
+        return JSONResponse(
+            {
+                "code": "InternalError",
+                "message": f"the manager failed: {type(exc).__name__}: {exc}; see its log",
+            },
+            status_code=500,
+        )
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, bool]:
         return {"ok": True}

@@ -1,0 +1,90 @@
+"""The manager on a real PostgreSQL, and its job queue on a real redis-server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.databases import Postgres, Redis
+from tests.support.manager import ManagerProcess, start_manager
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    server = Postgres.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[Redis]:
+    server = Redis.start()
+    yield server
+    server.stop()
+
+
+def run_job(manager: ManagerProcess) -> dict:
+    token = manager.root_token
+    status, job = manager.call(
+        "POST", "/api/v1/jobs", {"type": "get_task", "args": {"task_id": "ab" * 32}}, token
+    )
+    assert status == 200, job
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        job = manager.call("GET", f"/api/v1/jobs/{job['id']}", token=token)[1]
+        if job["state"] != "PENDING":
+            return job
+        time.sleep(0.05)
+    raise AssertionError("job still PENDING")
+
+
+def test_manager_on_postgresql(postgres: Postgres, tmp_path: Path) -> None:
+    manager = start_manager(tmp_path / "m", "--database-url", postgres.url)
+    try:
+        token = manager.root_token
+        assert manager.call("POST", "/api/v1/scheduler-clusters", {"name": "pg"}, token)[0] == 201
+        status, _ = manager.call("POST", "/api/v1/scheduler-clusters", {"name": "pg"}, token)
+        assert status == 409
+        # a cluster no scheduler has joined: the job ends FAILURE with an error log
+        job = run_job(manager)
+        assert job["state"] == "FAILURE"
+        assert "has no active scheduler" in job["error_log"]
+        assert job["result"]["task_id"] == "ab" * 32
+    finally:
+        manager.stop()
+    # the same database after a restart: root kept, history kept, migrations idempotent
+    again = start_manager(tmp_path / "m", "--database-url", postgres.url)
+    try:
+        assert "created user root" not in again.banner
+        jobs = again.call("GET", "/api/v1/jobs", token=again.root_token)[1]
+        assert [j["id"] for j in jobs] == [job["id"]]
+    finally:
+        again.stop()
+    assert "Traceback" not in (tmp_path / "m" / "stderr.log").read_text()
+
+
+def test_job_queue_on_redis(redis: Redis, tmp_path: Path) -> None:
+    manager = start_manager(tmp_path / "m", "--redis-url", redis.url)
+    try:
+        job = run_job(manager)
+        assert job["state"] == "SUCCESS"
+        assert not (tmp_path / "m" / "jobs-queue.db").exists()  # delivered through Redis
+    finally:
+        manager.stop()
+    assert "Traceback" not in (tmp_path / "m" / "stderr.log").read_text()
+
+
+def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    from tests.support.databases import free_port
+    from tests.support.processes import run_damselfly
+
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none"
+    result = run_damselfly(
+        "manager", "--database-url", url, "--port", "0", "--data-dir", str(tmp_path), timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot open the manager database")
+    assert "Traceback" not in result.stderr
