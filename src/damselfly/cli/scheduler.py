@@ -43,33 +43,15 @@ def scheduler(
 
 
 async def serve(settings: SchedulerSettings) -> None:
-    from aiohttp import web
+    from damselfly.scheduler.server import start_scheduler
 
-    from damselfly.logs import EventLog
-    from damselfly.scheduler.api import build_app
-    from damselfly.scheduler.selection import SelectionPolicy
-    from damselfly.scheduler.service import Scheduler
-
-    log = EventLog(settings.log_dir, "scheduler")
-    policy = SelectionPolicy(
-        max_parents=settings.max_parents,
-        candidate_sample=settings.candidate_sample,
-        host_ttl=settings.host_ttl,
-    )
-    runner = web.AppRunner(build_app(Scheduler(policy), log), access_log=None)
-    await runner.setup()
+    running = await start_scheduler(settings)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopped.set)
+    print(f"scheduler ready: http://{settings.listen}:{running.port}", flush=True)
     try:
-        site = web.TCPSite(runner, settings.listen, settings.port)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        stopped = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopped.set)
-        log.info("scheduler started", listen=settings.listen, port=port)
-        print(f"scheduler ready: http://{settings.listen}:{port}", flush=True)
         await stopped.wait()
     finally:
-        await runner.cleanup()
-        log.info("scheduler stopped")
-        log.close()
+        await running.stop()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +63,23 @@ def prepare(settings: ManagerSettings) -> Manager:
     return Manager(context, consumer, log, lines)
 
 
-async def serve(settings: ManagerSettings, manager: Manager) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its shutdown, which would kill the process
+    before the peer and scheduler it runs beside are stopped; we handle signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def ask_to_exit(self) -> None:
+        self.should_exit = True
+
+
+async def start_server(
+    settings: ManagerSettings, manager: Manager
+) -> tuple[uvicorn.Server, asyncio.Task, int]:
+    """The API server, listening; (server, its task, port). On SIGINT or SIGTERM the
+    task ends, and the caller stops the rest."""
     config = uvicorn.Config(
         build_app(manager.context),
         host=settings.listen,
@@ -69,14 +88,21 @@ async def serve(settings: ManagerSettings, manager: Manager) -> None:
         access_log=False,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.ask_to_exit)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             await task  # raises why it could not start
             raise SystemExit(1)
         await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, server.servers[0].sockets[0].getsockname()[1]
+
+
+async def serve(settings: ManagerSettings, manager: Manager) -> None:
+    _, task, port = await start_server(settings, manager)
     print(f"manager ready: http://{settings.listen}:{port} (API /api/v1, /openapi.json)")
     for line in manager.banner:
         print(line)

@@ -1,0 +1,46 @@
+"""`damselfly serve`: manager, scheduler and a seed peer in one process."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from damselfly.cli.options import default_data_dir
+from damselfly.errors import DamselflyError
+from damselfly.settings import ManagerSettings, PeerSettings, SchedulerSettings
+
+HELP = """Run everything on this machine: the manager (API), a scheduler and a seed peer, over SQLite in one data directory.
+
+Prints where the API is and how to log in. Other hosts join with `damselfly peer --scheduler URL`.
+"""  # noqa: E501
+
+
+def serve(
+    data_dir: Path = typer.Option(None, "--data-dir", help="Everything lives here."),
+    listen: str = typer.Option("127.0.0.1", "--listen", help="Address the servers bind."),
+    port: int = typer.Option(8080, "--port", help="API port (0: any free port)."),
+    scheduler_port: int = typer.Option(
+        8002, "--scheduler-port", help="Scheduler port (0: any free port)."
+    ),
+    peer_port: int = typer.Option(0, "--peer-port", help="Seed peer upload port (0: any)."),
+) -> None:
+    data_dir = data_dir or default_data_dir()
+    overrides = {"ip": "127.0.0.1"} if listen == "127.0.0.1" else {}
+    peer = PeerSettings(
+        data_dir=data_dir, seed=True, listen=listen, upload_port=peer_port, **overrides
+    )
+    scheduler = SchedulerSettings(data_dir=data_dir, listen=listen, port=scheduler_port)
+    manager = ManagerSettings(data_dir=data_dir, listen=listen, port=port)
+    from damselfly.serve import run
+
+    try:
+        asyncio.run(run(manager, scheduler, peer))
+    except OSError as exc:
+        raise DamselflyError(
+            f"cannot start: {exc}; another damselfly may be running, or choose other "
+            "--port / --scheduler-port / --peer-port"
+        ) from None
+    except KeyboardInterrupt:
+        pass
