@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
 from damselfly import ids
 from tests.support.cluster import http_json, spawn_service, wait_ready
-from tests.support.processes import OriginProcess, run_damselfly, sha256_file, stop, write_random
+from tests.support.processes import (
+    OriginProcess,
+    damselfly_cmd,
+    run_damselfly,
+    sha256_file,
+    stop,
+    write_random,
+)
+
+
+def peer_task(url: str) -> str:
+    return ids.task_id(ids.TaskIdentity(url=url))
 
 
 def test_serve_runs_manager_scheduler_and_seed_peer(origin: OriginProcess, tmp_path: Path) -> None:
@@ -43,6 +55,33 @@ def test_serve_runs_manager_scheduler_and_seed_peer(origin: OriginProcess, tmp_p
         [peer] = cluster["peers"]
         assert peer["host_type"] == "super"
         assert job["result"]["task_id"] == ids.task_id(ids.TaskIdentity(url=url))
+
+        # the CLI, through the same manager
+        cli = ["--manager", api, "--data-dir", str(data)]
+        found = run_damselfly("task", "search", "--url", url, *cli)
+        assert found.returncode == 0, found.stderr
+        assert peer["id"] in found.stdout and "super" in found.stdout
+        refused = subprocess.run(
+            [*damselfly_cmd(), "task", "delete", "--url", url, *cli],
+            input="no\n", capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert refused.returncode == 1 and "not deleted" in refused.stderr
+        assert (data / "content").exists() and any((data / "content").rglob(peer_task(url)))
+        deleted = run_damselfly("task", "delete", "--url", url, "--yes", *cli)
+        assert deleted.returncode == 0, deleted.stderr
+        assert "deleted everywhere" in deleted.stdout
+        assert not any((data / "content").rglob(peer_task(url)))
+        listed = run_damselfly("jobs", "list", "--type", "delete_task", *cli)
+        assert listed.returncode == 0 and "SUCCESS" in listed.stdout
+        both = run_damselfly("task", "search", "--url", url, "--task-id", "0" * 64, *cli)
+        assert both.returncode == 1 and both.stderr.count("\n") == 1
+        assert "exactly one" in both.stderr
+        bad = run_damselfly("task", "search", "--task-id", "xyz", *cli)
+        assert bad.returncode == 1 and "64" in bad.stderr and "Traceback" not in bad.stderr
+        nobody = run_damselfly(
+            "jobs", "list", "--manager", api, "--data-dir", str(tmp_path / "elsewhere")
+        )
+        assert nobody.returncode == 1 and "no API token" in nobody.stderr
     finally:
         stop(process)
     assert process.returncode == 0

@@ -8,11 +8,13 @@ import sys
 import typer
 
 from damselfly.cli import get as get_cmd
+from damselfly.cli import jobs as jobs_cmd
 from damselfly.cli import manager as manager_cmd
 from damselfly.cli import peer as peer_cmd
 from damselfly.cli import scheduler as scheduler_cmd
 from damselfly.cli import serve as serve_cmd
 from damselfly.cli import task_id as task_id_cmd
+from damselfly.cli import tasks as tasks_cmd
 from damselfly.errors import DamselflyError
 
 
@@ -31,6 +33,8 @@ def build_app() -> typer.Typer:
     app.command("scheduler", help=scheduler_cmd.HELP)(scheduler_cmd.scheduler)
     app.command("manager", help=manager_cmd.HELP)(manager_cmd.manager)
     app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
+    app.add_typer(tasks_cmd.app, name="task")
+    app.add_typer(jobs_cmd.app, name="jobs")
     return app
 
 

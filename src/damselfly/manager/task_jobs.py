@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
@@ -67,6 +68,10 @@ def task_id_from_args(args: Mapping[str, Any]) -> str:
             filtered_query_params=[f for f in filters.split("&") if f] if filters else None,
         )
     )
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 def peer_timeout(args: Mapping[str, Any]) -> float:
@@ -155,8 +160,8 @@ class TaskJobs:
                         "hostname": p["hostname"],
                         "ip": p["ip"],
                         "host_type": p["host_type"],
-                        "created_at": p["created_at"],
-                        "updated_at": p["updated_at"],
+                        "created_at": _iso(p["created_at"]),
+                        "updated_at": _iso(p["updated_at"]),
                     }
                     for p in body["peers"]
                     if p["state"] == "succeeded"
