@@ -219,3 +219,43 @@ def test_manager_killed_mid_job_leaves_no_job_pending(
         assert wait_job(again, fresh["id"])["state"] == "SUCCESS"
     finally:
         again.stop()
+
+
+def test_job_events_stream_every_change(stack: tuple[ManagerProcess, Cluster, int]) -> None:
+    import json
+    import threading
+    import urllib.request
+
+    manager, _, _ = stack
+    token = manager.root_token
+    events: list[dict] = []
+    connected = threading.Event()
+
+    def listen() -> None:
+        request = urllib.request.Request(
+            manager.url + "/api/v1/jobs/events", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=20) as resp:
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            for raw in resp:
+                line = raw.decode().strip()
+                if line == ": connected":
+                    connected.set()
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+                    if events[-1]["state"] != "PENDING":
+                        return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert connected.wait(10)
+    _, job = manager.call(
+        "POST", "/api/v1/jobs", {"type": "get_task", "args": {"task_id": "cd" * 32}}, token
+    )
+    listener.join(15)
+    mine = [e for e in events if e["id"] == job["id"]]
+    assert mine[0]["state"] == "PENDING"
+    assert mine[-1]["state"] == "SUCCESS"
+    assert any(e["started_at"] for e in mine)
+    # no token, no stream
+    assert manager.call("GET", "/api/v1/jobs/events")[0] == 401

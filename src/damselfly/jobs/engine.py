@@ -66,10 +66,18 @@ class JobEngine:
         self._lock = threading.Lock()
         self._deliver = queue.task(name="damselfly.run_job", retries=0)(self.run)
 
-    def subscribe(self, listener: Callable[[Job], None]) -> None:
-        """Called (on a worker thread) whenever a job changes state."""
+    def subscribe(self, listener: Callable[[Job], None]) -> Callable[[], None]:
+        """`listener` is called (on any thread) whenever a job changes; returns the
+        function that unsubscribes it."""
         with self._lock:
             self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
 
     def _changed(self, job: Job) -> None:
         with self._lock:

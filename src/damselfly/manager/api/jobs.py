@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
@@ -105,6 +108,41 @@ def list_jobs(
     response.headers["Link"] = ", ".join(links)
     response.headers["X-Total-Count"] = str(total)
     return [job_out(j) for j in jobs]
+
+
+@router.get("/jobs/events", response_class=StreamingResponse)
+async def job_events(ctx: Ctx, _: Reader, request: Request) -> StreamingResponse:
+    """Server-sent events: one `job` event (the job record as JSON) per change."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
+
+    def on_change(job: Job) -> None:  # on a worker thread
+        payload = job_out(job).model_dump_json()
+        loop.call_soon_threadsafe(_offer, queue, payload)
+
+    unsubscribe = ctx.jobs.subscribe(on_change)
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    payload = await asyncio.wait_for(queue.get(), timeout=15)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: job\ndata: {payload}\n\n"
+        finally:
+            unsubscribe()
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def _offer(queue: asyncio.Queue[str], payload: str) -> None:
+    if not queue.full():  # a client too slow for 1000 changes misses some, not the server
+        queue.put_nowait(payload)
 
 
 @router.get("/jobs/{job_id}")
