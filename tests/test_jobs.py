@@ -19,20 +19,22 @@ MiB = 1 << 20
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[ManagerProcess, Cluster, int]]:
-    """A manager with one scheduler cluster whose scheduler has registered."""
+    """A manager with one scheduler cluster whose scheduler registered itself."""
     cluster = Cluster(tmp_path / "cluster")
     manager = start_manager(tmp_path / "manager")
     try:
-        scheduler = cluster.start_scheduler()
         token = manager.root_token
         _, made = manager.call("POST", "/api/v1/scheduler-clusters", {"name": "one"}, token)
-        status, _ = manager.call(
-            "POST",
-            "/api/v1/schedulers",
-            {"cluster_id": made["id"], "hostname": "s", "ip": "127.0.0.1", "port": scheduler.port},
-            token,
+        scheduler = cluster.start_scheduler(
+            0, "--manager", manager.url, "--cluster-id", str(made["id"]),
+            "--manager-token", token, "--advertise-ip", "127.0.0.1",
+        )  # fmt: skip
+        assert wait_for(
+            lambda: (
+                [s["port"] for s in manager.call("GET", "/api/v1/schedulers", token=token)[1]]
+                == [scheduler.port]
+            )
         )
-        assert status == 200
         yield manager, cluster, made["id"]
     finally:
         manager.stop()

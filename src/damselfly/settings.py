@@ -142,6 +142,17 @@ class SchedulerSettings:
     candidate_sample: int = field(
         default=40, metadata=_help("Candidates scored per parent selection.")
     )
+    manager: str | None = field(
+        default=None, metadata=_help("Manager URL to register with (none: stand alone).")
+    )
+    cluster_id: int = field(default=1, metadata=_help("Scheduler cluster to join."))
+    manager_token: str | None = field(
+        default=None, metadata=_help("API token (root) used to register with the manager.")
+    )
+    advertise_ip: str = field(
+        default_factory=default_ip, metadata=_help("IP the manager tells others to use.")
+    )
+    hostname: str = field(default_factory=default_hostname, metadata=_help("Host name."))
 
     def __post_init__(self) -> None:
         problems = []
@@ -153,6 +164,10 @@ class SchedulerSettings:
             problems.append(f"max_parents {self.max_parents} is not within 1-20")
         if self.candidate_sample < self.max_parents:
             problems.append("candidate_sample must be at least max_parents")
+        if self.manager is not None and not self.manager.startswith(("http://", "https://")):
+            problems.append(f"manager {self.manager!r} must be an http(s) URL")
+        if self.manager is not None and not self.manager_token:
+            problems.append("registering with a manager needs a manager token")
         if problems:
             raise InvalidInput("invalid scheduler settings: " + "; ".join(problems))
 

@@ -28,13 +28,26 @@ def scheduler(
         30.0, "--host-ttl", help="Seconds without a heartbeat before a host is dropped."
     ),
     max_parents: int = typer.Option(4, "--max-parents", help="Parents handed out at a time."),
+    manager: str | None = typer.Option(None, "--manager", help="Manager URL to register with."),
+    cluster_id: int = typer.Option(1, "--cluster-id", help="Scheduler cluster to join."),
+    manager_token: str | None = typer.Option(
+        None, "--manager-token", envvar="DAMSELFLY_TOKEN", help="Root API token for the manager."
+    ),
+    advertise_ip: str | None = typer.Option(
+        None, "--advertise-ip", help="IP the manager hands out for this scheduler."
+    ),
 ) -> None:
+    extra = {"advertise_ip": advertise_ip} if advertise_ip else {}
     settings = SchedulerSettings(
         data_dir=data_dir or default_data_dir(),
         listen=listen,
         port=port,
         host_ttl=host_ttl,
         max_parents=max_parents,
+        manager=manager,
+        cluster_id=cluster_id,
+        manager_token=manager_token,
+        **extra,
     )
     try:
         asyncio.run(serve(settings))
