@@ -261,3 +261,54 @@ def test_job_events_stream_every_change(stack: tuple[ManagerProcess, Cluster, in
     assert any(e["started_at"] for e in mine)
     # no token, no stream
     assert manager.call("GET", "/api/v1/jobs/events")[0] == 401
+
+
+def test_preheat_files_onto_seed_or_all_peers(
+    stack: tuple[ManagerProcess, Cluster, int], origin: OriginProcess, tmp_path: Path
+) -> None:
+    manager, cluster, _ = stack
+    token = manager.root_token
+    seed = cluster.start_peer("seed", seed=True)
+    normal = cluster.start_peer("normal")
+    write_random(origin.root / "preheat.bin", 6 * MiB, seed=61)
+    url = origin.url("/files/preheat.bin")
+    task_id = ids.task_id(ids.TaskIdentity(url=url))
+    assert wait_for(lambda: len(cluster.scheduler.host_ids()) == 2)
+
+    _, job = manager.call(
+        "POST", "/api/v1/jobs", {"type": "preheat", "args": {"type": "file", "url": url}}, token
+    )
+    done = wait_job(manager, job["id"])
+    assert done["state"] == "SUCCESS", done["error_log"]
+    [hosts] = [t["hosts"] for t in done["result"]["clusters"][0]["tasks"]]
+    assert [(h["hostname"], h["state"]) for h in hosts] == [("seed", "succeeded")]
+    assert seed.content(task_id).exists() and not normal.content(task_id).exists()
+
+    _, job = manager.call(
+        "POST", "/api/v1/jobs",
+        {"type": "preheat", "args": {"url": url, "scope": "all_peers"}}, token,
+    )  # fmt: skip
+    done = wait_job(manager, job["id"])
+    assert done["state"] == "SUCCESS", done["error_log"]
+    assert normal.content(task_id).exists()
+    assert origin.stats()["body_bytes"]["/files/preheat.bin"] == 6 * MiB  # the seed's read
+
+    _, job = manager.call(
+        "POST", "/api/v1/jobs", {"type": "preheat", "args": {"url": origin.url("/status/404")}},
+        token,
+    )  # fmt: skip
+    failed = wait_job(manager, job["id"])
+    assert failed["state"] == "FAILURE"
+    assert "seed" in failed["error_log"] and "could not preheat" in failed["error_log"]
+    assert "404" in failed["error_log"]
+
+    for args, message in [
+        ({"url": url, "scope": "everywhere"}, "scope"),
+        ({"type": "image", "url": url}, "image"),
+        ({"url": url, "headers": {"Authorization": "x"}}, "headers"),
+        ({}, "url or urls"),
+    ]:
+        status, answer = manager.call(
+            "POST", "/api/v1/jobs", {"type": "preheat", "args": args}, token
+        )
+        assert status == 422 and message in answer["message"], (args, answer)

@@ -81,6 +81,41 @@ def peer_timeout(args: Mapping[str, Any]) -> float:
     return float(value)
 
 
+_SCOPES = ("single_seed_peer", "all_seed_peers", "all_peers")
+
+
+def preheat_requests(args: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Validate preheat args; one download request per URL."""
+    kind = args.get("type", "file")
+    if kind == "image":
+        raise InvalidInput("preheat of type image is not supported yet; use type file")
+    if kind != "file":
+        raise InvalidInput("preheat type must be file or image")
+    if args.get("scope", "single_seed_peer") not in _SCOPES:
+        raise InvalidInput(f"scope must be one of {', '.join(_SCOPES)}")
+    for secret in ("headers", "username", "password"):
+        if args.get(secret):
+            # refused rather than stored in clear; secret storage comes with image preheat
+            raise InvalidInput(f"{secret} in preheat args is not supported yet")
+    urls = args.get("urls") or ([args["url"]] if args.get("url") else [])
+    if not urls or not isinstance(urls, list):
+        raise InvalidInput("url or urls is required")
+    requests = []
+    for url in urls:
+        task_id_from_args({**args, "url": url, "task_id": None, "urls": None})
+        filters = args.get("filtered_query_params")
+        requests.append(
+            {
+                "url": url,
+                "tag": args.get("tag") or "",
+                "application": args.get("application") or "",
+                "piece_length": args.get("piece_length"),
+                "filtered_query_params": [f for f in filters.split("&") if f] if filters else None,
+            }
+        )
+    return requests
+
+
 class TaskJobs:
     """get_task and delete_task over the schedulers registered in the database."""
 
@@ -92,12 +127,15 @@ class TaskJobs:
         return {
             "get_task": JobType(self.get_task, timeout=60, priority=10),
             "delete_task": JobType(self.delete_task, timeout=330, priority=5),
+            "preheat": JobType(self.preheat, timeout=3600, priority=0),
         }
 
     def validate(self, type_: str, args: Mapping[str, Any]) -> None:
         if type_ in ("get_task", "delete_task"):
             task_id_from_args(args)
             peer_timeout(args)
+        elif type_ == "preheat":
+            preheat_requests(args)
 
     def _clusters(self, cluster_ids: list[int]) -> list[tuple[int, list[str]]]:
         """(cluster ID, its active schedulers' URLs) for the chosen or all clusters."""
@@ -187,6 +225,43 @@ class TaskJobs:
 
         results, errors = self._fan_out(cluster_ids, ask)
         result = {"task_id": task_id, "clusters": results}
+        if errors:
+            raise JobFailed("\n".join(errors), result)
+        return result
+
+    def preheat(self, args: Mapping[str, Any], cluster_ids: list[int]) -> dict[str, Any]:
+        """Every URL on the scope's peers of every cluster; FAILURE if any host failed."""
+        scope = args.get("scope", "single_seed_peer")
+        timeout = float(args.get("timeout") or 600)
+        requests = preheat_requests(args)
+
+        def ask(base: str) -> dict[str, Any]:
+            tasks = []
+            for wanted in requests:
+                body = json.dumps({"request": wanted, "scope": scope, "timeout": timeout})
+                resp = self.http.request(
+                    "POST",
+                    f"{base}/api/v1/preheat",
+                    body=body.encode(),
+                    headers={"Content-Type": "application/json"},
+                    timeout=urllib3.Timeout(connect=3, read=timeout + 30),
+                )
+                answer = json.loads(resp.data) if resp.data else {}
+                if resp.status != 200:
+                    raise RuntimeError(f"HTTP {resp.status}: {answer.get('message', answer)}")
+                tasks.append({"url": wanted["url"], "hosts": answer["hosts"]})
+            return {"tasks": tasks}
+
+        results, errors = self._fan_out(cluster_ids, ask)
+        for cluster in results:
+            for task in cluster["tasks"]:
+                errors += [
+                    f"{h['hostname']} ({h['ip']}) could not preheat {task['url']}: "
+                    f"{h['description']}"
+                    for h in task["hosts"]
+                    if h["state"] != "succeeded"
+                ]
+        result = {"clusters": results}
         if errors:
             raise JobFailed("\n".join(errors), result)
         return result

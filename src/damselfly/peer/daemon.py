@@ -66,6 +66,8 @@ class Daemon:
         self.store = Store(settings.data_dir)
         self.log = EventLog(settings.log_dir, "peer")
         self.inflight: dict[str, Inflight] = {}
+        # why recent downloads failed, for the task API (a preheat asks after them)
+        self.failures: dict[str, str] = {}
         self.upload_port = settings.upload_port
         self.uploading = 0  # pieces being sent right now
         self.upload_rate = RateLimit(settings.upload_rate)
@@ -256,8 +258,13 @@ class Daemon:
         def done(f: asyncio.Future) -> None:
             if self.inflight.get(task_id) is entry:
                 del self.inflight[task_id]
-            if not f.cancelled():
-                f.exception()  # reported to whoever waits; not an unhandled error here
+            exc = None if f.cancelled() else f.exception()
+            if exc is not None:  # reported to whoever waits; also kept for the task API
+                self.failures[task_id] = str(exc)
+                while len(self.failures) > 1000:
+                    del self.failures[next(iter(self.failures))]
+            else:
+                self.failures.pop(task_id, None)
 
         future.add_done_callback(done)
         return entry
@@ -284,6 +291,9 @@ class Daemon:
 
     def stat(self, task_id: str) -> dict[str, Any]:
         record = self.store.metadata.get_task(task_id)
+        if record is None and task_id in self.failures and task_id not in self.inflight:
+            return {"task_id": task_id, "host_id": self.host_id, "state": "failed",
+                    "error": self.failures[task_id]}  # fmt: skip
         if record is None:
             raise NotFound(f"task {task_id} is not on host {self.host_id}")
         finished = len(self.store.metadata.pieces(task_id))
@@ -310,6 +320,7 @@ class Daemon:
             "created_at": record.created_at,
             "updated_at": record.updated_at,
             "accessed_at": record.accessed_at,
+            "error": record.error if record.state is TaskState.FAILED else "",
         }
 
     async def delete(self, task_id: str) -> int:

@@ -187,6 +187,83 @@ async def delete_task_everywhere(request: web.Request) -> web.Response:
     return web.json_response({"success_tasks": success, "failure_tasks": failure})
 
 
+_SCOPES = ("single_seed_peer", "all_seed_peers", "all_peers")
+
+
+async def preheat(request: web.Request) -> web.Response:
+    """Have seed peers (or all peers) fetch a task, and wait until each has it.
+
+    Body: {"request": {url, tag, application, piece_length, filtered_query_params},
+    "scope": one of single_seed_peer | all_seed_peers | all_peers, "timeout": s}.
+    """
+    data = await read_json(request)
+    wanted = data.get("request")
+    scope = data.get("scope", "single_seed_peer")
+    timeout = data.get("timeout", 600)
+    if not isinstance(wanted, dict) or not wanted.get("url"):
+        raise web.HTTPBadRequest(text="request with a url is required")
+    if scope not in _SCOPES:
+        raise web.HTTPBadRequest(text=f"scope must be one of {', '.join(_SCOPES)}")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise web.HTTPBadRequest(text="timeout must be a positive number of seconds")
+    scheduler = request.app[SCHEDULER]
+    alive = [h for h in scheduler.hosts.values() if scheduler.alive(h)]
+    if scope == "all_peers":
+        hosts = alive
+    else:
+        hosts = sorted((h for h in alive if h.type.value == "super"), key=lambda h: h.load)
+        if scope == "single_seed_peer":
+            hosts = hosts[:1]
+    if not hosts:
+        raise web.HTTPConflict(text=f"no {scope.replace('_', ' ')} is registered to preheat on")
+    session = request.app[SESSION]
+    deadline = asyncio.get_running_loop().time() + float(timeout)
+
+    async def on(host: Host) -> dict[str, Any]:
+        entry = {
+            "host_id": host.id,
+            "hostname": host.hostname,
+            "ip": host.ip,
+            "host_type": host.type.value,
+        }
+
+        def failed(description: str, task_id: str = "") -> dict[str, Any]:
+            return {**entry, "task_id": task_id, "state": "failed", "description": description}
+
+        base = f"http://{host.ip}:{host.port}/api/v1/tasks"
+        try:
+            async with session.post(
+                base, json=wanted, timeout=aiohttp.ClientTimeout(total=10)
+            ) as resp:
+                answer = await resp.json(content_type=None)
+                if resp.status != 202:
+                    return failed(str(answer)[:300])
+            task_id = answer["task_id"]
+            while asyncio.get_running_loop().time() < deadline:
+                async with session.get(
+                    f"{base}/{task_id}", timeout=aiohttp.ClientTimeout(total=10)
+                ) as resp:
+                    stat = await resp.json(content_type=None) if resp.status == 200 else {}
+                if stat.get("state") == "succeeded":
+                    return {**entry, "task_id": task_id, "state": "succeeded", "description": ""}
+                if stat.get("state") == "failed":
+                    return failed(stat.get("error") or "the download failed", task_id)
+                await asyncio.sleep(0.1)
+            return failed(f"not finished within {timeout}s", task_id)
+        except (aiohttp.ClientError, TimeoutError, KeyError) as exc:
+            return failed(f"peer unreachable: {exc}")
+
+    results = await asyncio.gather(*(on(h) for h in hosts))
+    request.app[LOG].info(
+        "preheat done",
+        url=str(wanted.get("url")),
+        scope=scope,
+        succeeded=sum(r["state"] == "succeeded" for r in results),
+        failed=sum(r["state"] != "succeeded" for r in results),
+    )
+    return web.json_response({"hosts": results})
+
+
 async def healthz(request: web.Request) -> web.Response:
     s = request.app[SCHEDULER]
     return web.json_response({"ok": True, "hosts": len(s.hosts), "tasks": len(s.tasks)})
@@ -249,4 +326,5 @@ def build_app(scheduler: Scheduler, log: EventLog) -> web.Application:
     app.router.add_get("/api/v1/tasks/{task_id}", get_task)
     app.router.add_delete("/api/v1/tasks/{task_id}/hosts/{host_id}", leave_task)
     app.router.add_post("/api/v1/tasks/{task_id}/delete", delete_task_everywhere)
+    app.router.add_post("/api/v1/preheat", preheat)
     return app
