@@ -312,3 +312,23 @@ def test_preheat_files_onto_seed_or_all_peers(
             "POST", "/api/v1/jobs", {"type": "preheat", "args": args}, token
         )
         assert status == 422 and message in answer["message"], (args, answer)
+
+
+def test_failed_attempt_is_retried_with_the_same_args(
+    stack: tuple[ManagerProcess, Cluster, int],
+) -> None:
+    manager, cluster, _ = stack
+    scheduler = cluster.scheduler
+    scheduler.process.kill()
+    scheduler.process.wait(10)
+    _, job = manager.call(
+        "POST", "/api/v1/jobs", {"type": "get_task", "args": {"task_id": "ef" * 32}},
+        manager.root_token,
+    )  # fmt: skip
+    cluster.start_scheduler(scheduler.port)  # back before the retry (1 s later)
+    done = wait_job(manager, job["id"])
+    assert done["state"] == "SUCCESS", done["error_log"]
+    assert done["attempts"] >= 2 and done["progress"] == 100
+    assert done["args"] == {"task_id": "ef" * 32}
+    log = (manager.data_dir / "logs" / "manager.log").read_text()
+    assert "job attempt failed, retrying" in log

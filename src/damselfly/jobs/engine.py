@@ -29,8 +29,10 @@ from damselfly.logs import EventLog
 
 PENDING, SUCCESS, FAILURE = "PENDING", "SUCCESS", "FAILURE"
 
-# (frozen args, the job's scheduler cluster IDs) -> result; raise to fail the job
-Handler = Callable[[Mapping[str, Any], list[int]], dict[str, Any]]
+# reports how far a job is, 0-100
+Progress = Callable[[int], None]
+# (frozen args, the job's scheduler cluster IDs, progress) -> result; raise to fail it
+Handler = Callable[[Mapping[str, Any], list[int], Progress], dict[str, Any]]
 
 
 class JobFailed(DamselflyError):
@@ -48,6 +50,8 @@ class JobType:
     handler: Handler
     timeout: float = 600.0
     priority: int = 0  # higher runs first
+    retries: int = 0  # further attempts after a failure, with the same frozen args
+    retry_delay: float = 1.0
 
 
 class JobEngine:
@@ -117,8 +121,9 @@ class JobEngine:
         self._changed(job)
         return job
 
-    def _enqueue(self, job: Job) -> None:
-        self.queue.enqueue(self._deliver.s(job.id, priority=self.types[job.type].priority))
+    def _enqueue(self, job: Job, delay: float | None = None) -> None:
+        kind = self.types[job.type]
+        self.queue.enqueue(self._deliver.s(job.id, priority=kind.priority, delay=delay))
 
     def cancel(self, job_id: int) -> Job:
         """A queued job that has not started ends as FAILURE, marked canceled."""
@@ -145,12 +150,13 @@ class JobEngine:
         return job
 
     def run(self, job_id: int) -> None:
-        """Worker side: claim the job, run its handler under its timeout, record the end."""
+        """Worker side: claim the job, run its handler under its timeout, record the end
+        (or, while attempts remain, put it back in the queue)."""
         with self.sessions.begin() as session:
             claimed = session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.started_at.is_(None))
-                .values(started_at=now(), updated_at=now())
+                .values(started_at=now(), updated_at=now(), attempts=Job.attempts + 1)
             ).rowcount
             job = session.get(Job, job_id)
         if not claimed or job is None:
@@ -160,7 +166,13 @@ class JobEngine:
         started = time.monotonic()
         state, result, error = SUCCESS, None, ""
         try:
-            result = _with_timeout(kind.handler, kind.timeout, job.args, job.scheduler_cluster_ids)
+            result = _with_timeout(
+                kind.handler,
+                kind.timeout,
+                job.args,
+                job.scheduler_cluster_ids,
+                lambda percent: self._progress(job_id, percent),
+            )
         except JobFailed as exc:
             state, result, error = FAILURE, exc.result, str(exc)
         except FutureTimeout:
@@ -170,18 +182,35 @@ class JobEngine:
         except Exception as exc:  # a bug: keep the trace in the job's error log
             state = FAILURE
             error = f"internal error: {exc}\n" + traceback.format_exc()
+        retry = state == FAILURE and job.attempts <= kind.retries
         with self.sessions.begin() as session:
             job = session.get(Job, job_id)
             assert job is not None
-            job.state, job.result, job.error_log = state, result, error
-            job.finished_at = job.updated_at = now()
+            job.result, job.error_log, job.updated_at = result, error, now()
+            if retry:
+                job.started_at = None  # claimable again
+            else:
+                job.state, job.finished_at = state, now()
+                job.progress = 100 if state == SUCCESS else job.progress
         self.log.info(
-            "job finished",
+            "job attempt failed, retrying" if retry else "job finished",
             job_id=job_id,
             type=job.type,
             state=state,
+            attempt=job.attempts,
             cost=f"{time.monotonic() - started:.3f}s",
         )
+        if retry:
+            self._enqueue(job, delay=kind.retry_delay)
+        self._changed(job)
+
+    def _progress(self, job_id: int, percent: int) -> None:
+        with self.sessions.begin() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                return
+            job.progress = max(0, min(100, int(percent)))
+            job.updated_at = now()
         self._changed(job)
 
     def recover(self) -> tuple[int, int]:
@@ -208,10 +237,14 @@ class JobEngine:
 
 
 def _with_timeout(
-    handler: Handler, timeout: float, args: Mapping[str, Any], cluster_ids: list[int]
+    handler: Handler,
+    timeout: float,
+    args: Mapping[str, Any],
+    cluster_ids: list[int],
+    progress: Progress,
 ) -> dict[str, Any]:
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="damselfly-job")
     try:
-        return pool.submit(handler, args, cluster_ids).result(timeout=timeout)
+        return pool.submit(handler, args, cluster_ids, progress).result(timeout=timeout)
     finally:
         pool.shutdown(wait=False)

@@ -29,3 +29,5 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    progress: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 0-100
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

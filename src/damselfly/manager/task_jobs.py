@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from damselfly import ids
 from damselfly.errors import InvalidInput
-from damselfly.jobs.engine import JobFailed, JobType
+from damselfly.jobs.engine import JobFailed, JobType, Progress
 from damselfly.manager.models import Scheduler, SchedulerCluster
 from damselfly.pieces import MAX_PIECE_LENGTH, MIN_PIECE_LENGTH
 
@@ -125,9 +125,9 @@ class TaskJobs:
 
     def types(self) -> dict[str, JobType]:
         return {
-            "get_task": JobType(self.get_task, timeout=60, priority=10),
-            "delete_task": JobType(self.delete_task, timeout=330, priority=5),
-            "preheat": JobType(self.preheat, timeout=3600, priority=0),
+            "get_task": JobType(self.get_task, timeout=60, priority=10, retries=2),
+            "delete_task": JobType(self.delete_task, timeout=330, priority=5, retries=1),
+            "preheat": JobType(self.preheat, timeout=3600, priority=0, retries=1),
         }
 
     def validate(self, type_: str, args: Mapping[str, Any]) -> None:
@@ -165,9 +165,13 @@ class TaskJobs:
             body = {"message": resp.data[:200].decode(errors="replace")}
         return resp.status, body
 
-    def _fan_out(self, cluster_ids: list[int], ask: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    def _fan_out(
+        self, cluster_ids: list[int], ask: Any, progress: Progress
+    ) -> tuple[list[dict[str, Any]], list[str]]:
         results, errors = [], []
-        for cluster_id, schedulers in self._clusters(cluster_ids):
+        clusters = self._clusters(cluster_ids)
+        for done, (cluster_id, schedulers) in enumerate(clusters):
+            progress(100 * done // max(1, len(clusters)))
             if not schedulers:
                 errors.append(f"scheduler cluster {cluster_id} has no active scheduler")
                 continue
@@ -182,7 +186,9 @@ class TaskJobs:
                 errors.append(last_error)
         return results, sorted(set(errors))
 
-    def get_task(self, args: Mapping[str, Any], cluster_ids: list[int]) -> dict[str, Any]:
+    def get_task(
+        self, args: Mapping[str, Any], cluster_ids: list[int], progress: Progress
+    ) -> dict[str, Any]:
         task_id = task_id_from_args(args)
 
         def ask(base: str) -> dict[str, Any]:
@@ -206,13 +212,15 @@ class TaskJobs:
                 ]
             }
 
-        results, errors = self._fan_out(cluster_ids, ask)
+        results, errors = self._fan_out(cluster_ids, ask, progress)
         result = {"task_id": task_id, "clusters": results}
         if errors:
             raise JobFailed("\n".join(errors), result)
         return result
 
-    def delete_task(self, args: Mapping[str, Any], cluster_ids: list[int]) -> dict[str, Any]:
+    def delete_task(
+        self, args: Mapping[str, Any], cluster_ids: list[int], progress: Progress
+    ) -> dict[str, Any]:
         task_id = task_id_from_args(args)
         timeout = peer_timeout(args)
 
@@ -223,13 +231,15 @@ class TaskJobs:
                 raise RuntimeError(f"HTTP {status}: {body}")
             return body
 
-        results, errors = self._fan_out(cluster_ids, ask)
+        results, errors = self._fan_out(cluster_ids, ask, progress)
         result = {"task_id": task_id, "clusters": results}
         if errors:
             raise JobFailed("\n".join(errors), result)
         return result
 
-    def preheat(self, args: Mapping[str, Any], cluster_ids: list[int]) -> dict[str, Any]:
+    def preheat(
+        self, args: Mapping[str, Any], cluster_ids: list[int], progress: Progress
+    ) -> dict[str, Any]:
         """Every URL on the scope's peers of every cluster; FAILURE if any host failed."""
         scope = args.get("scope", "single_seed_peer")
         timeout = float(args.get("timeout") or 600)
@@ -252,7 +262,7 @@ class TaskJobs:
                 tasks.append({"url": wanted["url"], "hosts": answer["hosts"]})
             return {"tasks": tasks}
 
-        results, errors = self._fan_out(cluster_ids, ask)
+        results, errors = self._fan_out(cluster_ids, ask, progress)
         for cluster in results:
             for task in cluster["tasks"]:
                 errors += [

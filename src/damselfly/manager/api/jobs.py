@@ -42,6 +42,8 @@ class JobOut(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    progress: int
+    attempts: int
 
 
 def job_out(job: Job) -> JobOut:
@@ -59,6 +61,8 @@ def job_out(job: Job) -> JobOut:
         updated_at=job.updated_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        progress=job.progress,
+        attempts=job.attempts,
     )
 
 
