@@ -78,6 +78,32 @@ def test_serve_runs_manager_scheduler_and_seed_peer(origin: OriginProcess, tmp_p
         assert "exactly one" in both.stderr
         bad = run_damselfly("task", "search", "--task-id", "xyz", *cli)
         assert bad.returncode == 1 and "64" in bad.stderr and "Traceback" not in bad.stderr
+        # another host joins through the manager and fetches from the seed peer
+        joiner = spawn_service(
+            ["peer", "--manager", api, "--manager-token", token, "--data-dir",
+             str(tmp_path / "joiner"), "--hostname", "joiner", "--ip", "127.0.0.1",
+             "--listen", "127.0.0.1"],
+            tmp_path / "joiner",
+        )  # fmt: skip
+        try:
+            wait_ready(joiner, r"ready: upload")
+            again = write_random(origin.root / "serve2.bin", 5 << 20, seed=52)
+            url2 = origin.url("/files/serve2.bin")
+            assert run_damselfly(
+                "get", url2, "-O", str(tmp_path / "seed-copy"), "--no-progress",
+                "--data-dir", str(data),
+            ).returncode == 0  # fmt: skip
+            joined = run_damselfly(
+                "get", url2, "-O", str(tmp_path / "joined"), "--no-progress",
+                "--data-dir", str(tmp_path / "joiner"),
+            )  # fmt: skip
+            assert joined.returncode == 0, joined.stderr
+            assert sha256_file(tmp_path / "joined") == again
+            log = (tmp_path / "joiner" / "logs" / "peer.log").read_text()
+            [done] = [line for line in log.splitlines() if "download task succeeded" in line]
+            assert 'source_bytes="0"' in done and 'peer_bytes="5242880"' in done
+        finally:
+            stop(joiner)
         nobody = run_damselfly(
             "jobs", "list", "--manager", api, "--data-dir", str(tmp_path / "elsewhere")
         )

@@ -52,7 +52,20 @@ def peer(
         "30d", "--gc-ttl", help="Evict tasks not accessed for this long (e.g. 30d, 12h)."
     ),
     gc_interval: str = typer.Option("60s", "--gc-interval", help="How often GC runs."),
+    manager: str | None = typer.Option(
+        None, "--manager", help="Manager URL: join a scheduler it knows (instead of --scheduler)."
+    ),
+    manager_token: str | None = typer.Option(
+        None, "--manager-token", envvar="DAMSELFLY_TOKEN", help="API token for --manager."
+    ),
+    cluster_id: int | None = typer.Option(
+        None, "--cluster-id", help="With --manager: the scheduler cluster to join."
+    ),
 ) -> None:
+    if manager and scheduler:
+        raise DamselflyError("give --scheduler or --manager, not both")
+    if manager:
+        scheduler = scheduler_from_manager(manager, manager_token, cluster_id)
     overrides: dict[str, object] = {}
     if hostname:
         overrides["hostname"] = hostname
@@ -94,3 +107,25 @@ async def _serve(settings: PeerSettings, ready: Callable[[Daemon], None]) -> Non
     from damselfly.peer.daemon import Daemon
 
     await Daemon(settings).serve_forever(ready)
+
+
+def scheduler_from_manager(manager: str, token: str | None, cluster_id: int | None) -> str:
+    """The URL of an active scheduler the manager knows (in `cluster_id` if given)."""
+    from damselfly.cli.api_client import ManagerClient
+
+    if not token:
+        raise DamselflyError("--manager needs --manager-token (or DAMSELFLY_TOKEN)")
+    schedulers = ManagerClient(manager, token).call("GET", "/api/v1/schedulers")
+    active = [
+        s
+        for s in schedulers
+        if s["state"] == "active" and (cluster_id is None or s["cluster_id"] == cluster_id)
+    ]
+    if not active:
+        where = f" in cluster {cluster_id}" if cluster_id is not None else ""
+        raise DamselflyError(
+            f"the manager at {manager} knows no active scheduler{where}; start one with "
+            "`damselfly scheduler --manager ...` or `damselfly serve`"
+        )
+    chosen = max(active, key=lambda s: s["last_seen"])
+    return f"http://{chosen['ip']}:{chosen['port']}"
