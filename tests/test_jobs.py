@@ -332,3 +332,49 @@ def test_failed_attempt_is_retried_with_the_same_args(
     assert done["args"] == {"task_id": "ef" * 32}
     log = (manager.data_dir / "logs" / "manager.log").read_text()
     assert "job attempt failed, retrying" in log
+
+
+def test_queued_job_can_be_canceled_running_one_cannot(
+    origin: OriginProcess, tmp_path: Path
+) -> None:
+    cluster = Cluster(tmp_path / "cluster")
+    manager = start_manager(tmp_path / "manager", "--job-workers", "1")
+    try:
+        token = manager.root_token
+        _, made = manager.call("POST", "/api/v1/scheduler-clusters", {"name": "one"}, token)
+        cluster.start_scheduler(
+            0, "--manager", manager.url, "--cluster-id", str(made["id"]),
+            "--manager-token", token, "--advertise-ip", "127.0.0.1",
+        )  # fmt: skip
+        url = holders(cluster, origin, tmp_path, "job-cancel.bin", 1)
+        cluster.peers[0].process.send_signal(signal.SIGSTOP)  # the delete waits 5 s on it
+        try:
+            _, running = manager.call(
+                "POST", "/api/v1/jobs",
+                {"type": "delete_task", "args": {"url": url, "timeout": 5}}, token,
+            )  # fmt: skip
+            assert wait_for(
+                lambda: (
+                    manager.call("GET", f"/api/v1/jobs/{running['id']}", token=token)[1][
+                        "started_at"
+                    ]
+                    is not None
+                )
+            )
+            _, queued = manager.call(
+                "POST", "/api/v1/jobs", {"type": "get_task", "args": {"url": url}}, token
+            )
+            assert manager.call("DELETE", f"/api/v1/jobs/{queued['id']}", token=token)[0] == 200
+            status, refused = manager.call("DELETE", f"/api/v1/jobs/{running['id']}", token=token)
+            assert status == 409 and "running" in refused["message"]
+        finally:
+            cluster.peers[0].process.send_signal(signal.SIGCONT)
+        canceled = wait_job(manager, queued["id"])
+        assert canceled["state"] == "FAILURE" and canceled["result"] == {"canceled": True}
+        assert wait_job(manager, running["id"])["state"] == "SUCCESS"
+        time.sleep(0.5)  # the canceled job's queue message arrives and is skipped
+        again = manager.call("GET", f"/api/v1/jobs/{queued['id']}", token=token)[1]
+        assert again["attempts"] == 0 and again["error_log"] == "canceled before it started"
+    finally:
+        manager.stop()
+        cluster.close()
