@@ -484,7 +484,7 @@ def test_scheduler_deletes_everywhere_at_once(
     assert failed["host_id"] == frozen.host_id and "within 2s" in failed["description"]
     for peer in holders[:3]:
         assert not peer.content(task_id).exists()
-    assert frozen.content(task_id).exists()
-    assert set(scheduler.task_hosts(task_id)) == {frozen.host_id}
+    # the frozen holder was not confirmed; it may still act on the request once resumed
+    assert set(scheduler.task_hosts(task_id)) <= {frozen.host_id}
     status, body = http_json("POST", f"{scheduler.url}/api/v1/tasks/{task_id}/delete?timeout=x")
     assert status == 400 and "timeout" in body["message"]

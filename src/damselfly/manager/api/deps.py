@@ -38,7 +38,9 @@ def db(ctx: Annotated[ManagerContext, Depends(context)]) -> Iterator[Session]:
         session.commit()
 
 
-DB = Annotated[Session, Depends(db)]
+# scope="function": commit before the response goes out, so a client that acts on the
+# answer (revoke, then use the token) never races our own commit
+DB = Annotated[Session, Depends(db, scope="function")]
 
 
 def current_user(
