@@ -145,3 +145,12 @@ def test_openapi_is_served(manager: ManagerProcess) -> None:
     assert status == 200
     assert "/api/v1/scheduler-clusters" in spec["paths"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_root_page_says_where_the_api_is(manager: ManagerProcess) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(manager.url + "/", timeout=10) as resp:
+        page = resp.read().decode()
+        assert resp.headers["Content-Type"].startswith("text/html")
+    assert "/openapi.json" in page and "root-token" in page
