@@ -121,6 +121,22 @@ def test_clusters_and_schedulers(manager: ManagerProcess) -> None:
     assert status == 404 and "999" in missing["message"]
 
 
+def test_seed_peer_clusters_serve_scheduler_clusters(manager: ManagerProcess) -> None:
+    root = manager.root_token
+    east = manager.call("POST", "/api/v1/scheduler-clusters", {"name": "east"}, root)[1]
+    west = manager.call("POST", "/api/v1/scheduler-clusters", {"name": "west"}, root)[1]
+    body = {"name": "seeds", "scheduler_cluster_ids": [east["id"], west["id"]]}
+    status, made = manager.call("POST", "/api/v1/seed-peer-clusters", body, root)
+    assert status == 201 and made["scheduler_cluster_ids"] == sorted([east["id"], west["id"]])
+    assert manager.call("POST", "/api/v1/seed-peer-clusters", body, root)[0] == 409
+    status, missing = manager.call(
+        "POST", "/api/v1/seed-peer-clusters", {"name": "x", "scheduler_cluster_ids": [99]}, root
+    )
+    assert status == 404 and "99" in missing["message"]
+    listed = manager.call("GET", "/api/v1/seed-peer-clusters", token=root)[1]
+    assert [c["name"] for c in listed] == ["seeds"]
+
+
 @pytest.mark.parametrize(
     "body, fragment",
     [

@@ -61,3 +61,28 @@ class Scheduler(Base):
     state: Mapped[str] = mapped_column(String(16))  # active | inactive
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SeedPeerCluster(Base):
+    """A group of seed peers serving the scheduler clusters that point at it."""
+
+    __tablename__ = "seed_peer_clusters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    bio: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SchedulerClusterSeedPeers(Base):
+    """Which seed-peer clusters serve which scheduler clusters."""
+
+    __tablename__ = "scheduler_cluster_seed_peer_clusters"
+
+    scheduler_cluster_id: Mapped[int] = mapped_column(
+        ForeignKey("scheduler_clusters.id", ondelete="CASCADE"), primary_key=True
+    )
+    seed_peer_cluster_id: Mapped[int] = mapped_column(
+        ForeignKey("seed_peer_clusters.id", ondelete="CASCADE"), primary_key=True
+    )
