@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.cluster import Cluster, wait_for
-from tests.support.manager import ManagerProcess, start_manager
+from tests.support.cluster import wait_for
+from tests.support.manager import ManagerProcess, start_stack
 from tests.support.processes import start_origin, stop, write_random
 
 from damselfly import ids
@@ -52,15 +52,10 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="damselfly-jobs-"))
     (root / "origin").mkdir()
     origin = start_origin(root / "origin")
-    cluster = Cluster(root / "cluster")
-    manager = start_manager(root / "manager")
+    manager, cluster, _ = start_stack(root)
     try:
-        token = manager.root_token
-        _, made = manager.call("POST", "/api/v1/scheduler-clusters", {"name": "bench"}, token)
-        scheduler = cluster.start_scheduler(
-            0, "--manager", manager.url, "--cluster-id", str(made["id"]),
-            "--manager-token", token, "--advertise-ip", "127.0.0.1",
-        )  # fmt: skip
+        scheduler = cluster.scheduler
+        assert scheduler is not None
         write_random(origin.root / "task.bin", 4 << 20, seed=7)
         url = origin.url("/files/task.bin")
         task_id = ids.task_id(ids.TaskIdentity(url=url))

@@ -11,7 +11,7 @@ import pytest
 
 from damselfly import ids
 from tests.support.cluster import Cluster, wait_for
-from tests.support.manager import ManagerProcess, start_manager
+from tests.support.manager import ManagerProcess, start_manager, start_stack
 from tests.support.processes import OriginProcess, write_random
 
 MiB = 1 << 20
@@ -20,22 +20,9 @@ MiB = 1 << 20
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[ManagerProcess, Cluster, int]]:
     """A manager with one scheduler cluster whose scheduler registered itself."""
-    cluster = Cluster(tmp_path / "cluster")
-    manager = start_manager(tmp_path / "manager")
+    manager, cluster, cluster_id = start_stack(tmp_path)
     try:
-        token = manager.root_token
-        _, made = manager.call("POST", "/api/v1/scheduler-clusters", {"name": "one"}, token)
-        scheduler = cluster.start_scheduler(
-            0, "--manager", manager.url, "--cluster-id", str(made["id"]),
-            "--manager-token", token, "--advertise-ip", "127.0.0.1",
-        )  # fmt: skip
-        assert wait_for(
-            lambda: (
-                [s["port"] for s in manager.call("GET", "/api/v1/schedulers", token=token)[1]]
-                == [scheduler.port]
-            )
-        )
-        yield manager, cluster, made["id"]
+        yield manager, cluster, cluster_id
     finally:
         manager.stop()
         cluster.close()
@@ -337,15 +324,9 @@ def test_failed_attempt_is_retried_with_the_same_args(
 def test_queued_job_can_be_canceled_running_one_cannot(
     origin: OriginProcess, tmp_path: Path
 ) -> None:
-    cluster = Cluster(tmp_path / "cluster")
-    manager = start_manager(tmp_path / "manager", "--job-workers", "1")
+    manager, cluster, _ = start_stack(tmp_path, "--job-workers", "1")
+    token = manager.root_token
     try:
-        token = manager.root_token
-        _, made = manager.call("POST", "/api/v1/scheduler-clusters", {"name": "one"}, token)
-        cluster.start_scheduler(
-            0, "--manager", manager.url, "--cluster-id", str(made["id"]),
-            "--manager-token", token, "--advertise-ip", "127.0.0.1",
-        )  # fmt: skip
         url = holders(cluster, origin, tmp_path, "job-cancel.bin", 1)
         cluster.peers[0].process.send_signal(signal.SIGSTOP)  # the delete waits 5 s on it
         try:

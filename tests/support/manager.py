@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.cluster import http_json, spawn_service, wait_ready
+from tests.support.cluster import Cluster, http_json, spawn_service, wait_for, wait_ready
 from tests.support.processes import stop
 
 
@@ -53,3 +53,28 @@ def start_manager(data_dir: Path, *extra: str) -> ManagerProcess:
 
 
 PASSWORD_RE = re.compile(r"created user root with password (\S+)")
+
+
+def start_stack(root: Path, *manager_args: str) -> tuple[ManagerProcess, Cluster, int]:
+    """A manager and a scheduler that registered itself in a new cluster; its ID."""
+    cluster = Cluster(root / "cluster")
+    manager = start_manager(root / "manager", *manager_args)
+    try:
+        token = manager.root_token
+        _, made = manager.call("POST", "/api/v1/scheduler-clusters", {"name": "one"}, token)
+        scheduler = cluster.start_scheduler(
+            0, "--manager", manager.url, "--cluster-id", str(made["id"]),
+            "--manager-token", token, "--advertise-ip", "127.0.0.1",
+        )  # fmt: skip
+
+        def registered() -> bool:
+            listed = manager.call("GET", "/api/v1/schedulers", token=token)[1]
+            return [s["port"] for s in listed] == [scheduler.port]
+
+        if not wait_for(registered):
+            raise RuntimeError("the scheduler did not register with the manager")
+    except BaseException:
+        manager.stop()
+        cluster.close()
+        raise
+    return manager, cluster, made["id"]

@@ -19,6 +19,14 @@ app = typer.Typer(help="Search and delete cached tasks (through the manager's jo
 ManagerOpt = typer.Option(DEFAULT_MANAGER, "--manager", help="Manager URL.")
 TokenOpt = typer.Option(None, "--token", help="API token (default: $DAMSELFLY_TOKEN or root's).")
 DataDirOpt = typer.Option(None, "--data-dir", help="Where a local manager keeps root's token.")
+# how a task is named, the same for search and delete
+UrlOpt = typer.Option(None, "--url", help="The task's URL.")
+TaskIdOpt = typer.Option(None, "--task-id", help="The task ID (64 hex).")
+ContentOpt = typer.Option(None, "--content", help="Content for calculating the task ID.")
+TagOpt = typer.Option("", "--tag")
+ApplicationOpt = typer.Option("", "--application")
+PieceLengthOpt = typer.Option(None, "--piece-length", help="e.g. 8MiB.")
+FiltersOpt = typer.Option(None, "--filtered-query-param", help="Repeatable.")
 
 
 def _args(
@@ -64,13 +72,13 @@ def _run_job(client: ManagerClient, type_: str, args: dict[str, Any], console: C
 
 @app.command("search")
 def search(
-    url: str | None = typer.Option(None, "--url", help="The task's URL."),
-    task_id: str | None = typer.Option(None, "--task-id", help="The task ID (64 hex)."),
-    content: str | None = typer.Option(None, "--content", help="Content for the task ID."),
-    tag: str = typer.Option("", "--tag"),
-    application: str = typer.Option("", "--application"),
-    piece_length: str | None = typer.Option(None, "--piece-length", help="e.g. 8MiB."),
-    filtered_query_param: list[str] | None = typer.Option(None, "--filtered-query-param"),
+    url: str | None = UrlOpt,
+    task_id: str | None = TaskIdOpt,
+    content: str | None = ContentOpt,
+    tag: str = TagOpt,
+    application: str = ApplicationOpt,
+    piece_length: str | None = PieceLengthOpt,
+    filtered_query_param: list[str] | None = FiltersOpt,
     manager: str = ManagerOpt,
     token: str | None = TokenOpt,
     data_dir: Path | None = DataDirOpt,
@@ -103,13 +111,13 @@ def search(
 
 @app.command("delete")
 def delete(
-    url: str | None = typer.Option(None, "--url", help="The task's URL."),
-    task_id: str | None = typer.Option(None, "--task-id", help="The task ID (64 hex)."),
-    content: str | None = typer.Option(None, "--content", help="Content for the task ID."),
-    tag: str = typer.Option("", "--tag"),
-    application: str = typer.Option("", "--application"),
-    piece_length: str | None = typer.Option(None, "--piece-length", help="e.g. 8MiB."),
-    filtered_query_param: list[str] | None = typer.Option(None, "--filtered-query-param"),
+    url: str | None = UrlOpt,
+    task_id: str | None = TaskIdOpt,
+    content: str | None = ContentOpt,
+    tag: str = TagOpt,
+    application: str = ApplicationOpt,
+    piece_length: str | None = PieceLengthOpt,
+    filtered_query_param: list[str] | None = FiltersOpt,
     timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for each peer."),
     yes: bool = typer.Option(False, "--yes", help="Do not ask to type DELETE."),
     manager: str = ManagerOpt,
