@@ -292,7 +292,8 @@ def test_preheat_files_onto_seed_or_all_peers(
     for args, message in [
         ({"url": url, "scope": "everywhere"}, "scope"),
         ({"type": "image", "url": url}, "image"),
-        ({"url": url, "headers": {"Authorization": "x"}}, "headers"),
+        ({"url": url, "headers": ["Authorization: x"]}, "headers"),
+        ({"url": url, "username": "u"}, "username and password"),
         ({}, "url or urls"),
     ]:
         status, answer = manager.call(
@@ -359,3 +360,40 @@ def test_queued_job_can_be_canceled_running_one_cannot(
     finally:
         manager.stop()
         cluster.close()
+
+
+def test_preheat_credentials_are_sealed_not_stored(
+    stack: tuple[ManagerProcess, Cluster, int], origin: OriginProcess, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    manager, cluster, _ = stack
+    token = manager.root_token
+    seed = cluster.start_peer("seed", seed=True)
+    write_random(origin.root / "secret.bin", 5 * MiB, seed=71)
+    url = origin.url("/auth/secret.bin")
+    assert wait_for(lambda: seed.host_id in cluster.scheduler.host_ids())
+    args = {"url": url, "headers": {"Authorization": "Bearer let-me-in"}}
+    _, job = manager.call("POST", "/api/v1/jobs", {"type": "preheat", "args": args}, token)
+    assert job["args"]["headers"] == {"Authorization": "******"}
+    done = wait_job(manager, job["id"])
+    assert done["state"] == "SUCCESS", done["error_log"]
+    assert seed.content(ids.task_id(ids.TaskIdentity(url=url))).exists()
+    # nowhere in clear: not in the database, the queue, the API or the manager's log
+    for name in ("manager.db", "manager.db-wal", "jobs-queue.db", "jobs-queue.db-wal"):
+        path = manager.data_dir / name
+        if path.exists():
+            assert b"let-me-in" not in path.read_bytes(), name
+    row = (
+        sqlite3.connect(manager.data_dir / "manager.db")
+        .execute("SELECT args FROM jobs WHERE id = ?", (job["id"],))
+        .fetchone()[0]
+    )
+    assert "$sealed" in row
+    assert "let-me-in" not in (manager.data_dir / "logs" / "manager.log").read_text()
+    # without the credential the origin refuses, and the job says so
+    _, bare = manager.call(
+        "POST", "/api/v1/jobs", {"type": "preheat", "args": {"url": url + "?2"}}, token
+    )
+    failed = wait_job(manager, bare["id"])
+    assert failed["state"] == "FAILURE" and "401" in failed["error_log"]

@@ -19,6 +19,7 @@ from damselfly.manager.api.app import build_app
 from damselfly.manager.api.deps import ManagerContext
 from damselfly.manager.auth import bootstrap_root
 from damselfly.manager.db import make_engine, migrate, sessions, sqlite_url
+from damselfly.manager.secrets import SecretBox
 from damselfly.manager.task_jobs import TaskJobs
 from damselfly.settings import ManagerSettings
 
@@ -46,7 +47,8 @@ def prepare(settings: ManagerSettings) -> Manager:
         boot = bootstrap_root(session, settings.data_dir)
     log = EventLog(settings.data_dir / "logs", "manager")
     queue = make_queue("damselfly-jobs", redis_url=settings.redis_url, data_dir=settings.data_dir)
-    task_jobs = TaskJobs(factory, urllib3.PoolManager(maxsize=16))
+    box = SecretBox(settings.data_dir / "manager" / "secret.key")
+    task_jobs = TaskJobs(factory, urllib3.PoolManager(maxsize=16), box)
     jobs = JobEngine(factory, queue, task_jobs.types(), log)
     failed, requeued = jobs.recover()
     consumer = start_consumer(queue, settings.job_workers)
@@ -59,7 +61,7 @@ def prepare(settings: ManagerSettings) -> Manager:
     if failed or requeued:
         lines.append(f"jobs recovered: {failed} interrupted and failed, {requeued} re-queued")
     lines.append(f"root's API token: {boot.token_file} (readable only by you)")
-    context = ManagerContext(factory, settings.data_dir, jobs, task_jobs.validate)
+    context = ManagerContext(factory, settings.data_dir, jobs, task_jobs.validate, box.seal)
     return Manager(context, consumer, log, lines)
 
 

@@ -7,6 +7,7 @@ created, so a bad request is a 422 and never a failed job.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from damselfly import ids
 from damselfly.errors import InvalidInput
 from damselfly.jobs.engine import JobFailed, JobType, Progress
 from damselfly.manager.models import Scheduler, SchedulerCluster
+from damselfly.manager.secrets import SecretBox
 from damselfly.pieces import MAX_PIECE_LENGTH, MIN_PIECE_LENGTH
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -93,10 +95,13 @@ def preheat_requests(args: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise InvalidInput("preheat type must be file or image")
     if args.get("scope", "single_seed_peer") not in _SCOPES:
         raise InvalidInput(f"scope must be one of {', '.join(_SCOPES)}")
-    for secret in ("headers", "username", "password"):
-        if args.get(secret):
-            # refused rather than stored in clear; secret storage comes with image preheat
-            raise InvalidInput(f"{secret} in preheat args is not supported yet")
+    headers = args.get("headers") or {}
+    if not isinstance(headers, dict) or not all(
+        isinstance(v, str | dict) for v in headers.values()
+    ):
+        raise InvalidInput("headers must be an object of strings")
+    if bool(args.get("username")) != bool(args.get("password")):
+        raise InvalidInput("username and password go together")
     urls = args.get("urls") or ([args["url"]] if args.get("url") else [])
     if not urls or not isinstance(urls, list):
         raise InvalidInput("url or urls is required")
@@ -111,17 +116,31 @@ def preheat_requests(args: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "application": args.get("application") or "",
                 "piece_length": args.get("piece_length"),
                 "filtered_query_params": [f for f in filters.split("&") if f] if filters else None,
+                "headers": _origin_headers(args),
             }
         )
     return requests
 
 
+def _origin_headers(args: Mapping[str, Any]) -> dict[str, Any]:
+    """User headers, plus Basic auth from username/password (for file preheat)."""
+    headers = dict(args.get("headers") or {})
+    username, password = args.get("username"), args.get("password")
+    if isinstance(username, str) and isinstance(password, str) and username:
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    return headers
+
+
 class TaskJobs:
     """get_task and delete_task over the schedulers registered in the database."""
 
-    def __init__(self, sessions: sessionmaker[Session], http: urllib3.PoolManager) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], http: urllib3.PoolManager, box: SecretBox
+    ) -> None:
         self.sessions = sessions
         self.http = http
+        self.box = box
 
     def types(self) -> dict[str, JobType]:
         return {
@@ -241,6 +260,7 @@ class TaskJobs:
         self, args: Mapping[str, Any], cluster_ids: list[int], progress: Progress
     ) -> dict[str, Any]:
         """Every URL on the scope's peers of every cluster; FAILURE if any host failed."""
+        args = self.box.open(dict(args))  # credentials, sealed in the row, opened here only
         scope = args.get("scope", "single_seed_peer")
         timeout = float(args.get("timeout") or 600)
         requests = preheat_requests(args)

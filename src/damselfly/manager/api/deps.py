@@ -22,6 +22,7 @@ class ManagerContext:
     data_dir: Path
     jobs: JobEngine
     validate: Callable[[str, Mapping[str, Any]], None]  # a job's args, before it is made
+    seal: Callable[[dict[str, Any]], dict[str, Any]]  # credentials encrypted for the row
 
 
 _bearer = HTTPBearer(auto_error=False, description="A personal access token")

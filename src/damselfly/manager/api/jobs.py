@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from damselfly.errors import Conflict
 from damselfly.jobs.models import Job
 from damselfly.manager.api.deps import DB, ManagerContext, Reader, Root, context
+from damselfly.manager.secrets import masked
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 Ctx = Annotated[ManagerContext, Depends(context)]
@@ -52,7 +53,7 @@ def job_out(job: Job) -> JobOut:
         type=job.type,
         state=job.state,
         bio=job.bio,
-        args=job.args,
+        args=masked(job.args),
         result=job.result,
         error_log=job.error_log,
         user_id=job.user_id,
@@ -74,7 +75,7 @@ def create_job(body: JobIn, ctx: Ctx, user: Root) -> JobOut:
     ctx.validate(body.type, body.args)
     job = ctx.jobs.submit(
         body.type,
-        body.args,
+        ctx.seal(body.args),
         user_id=user.id,
         cluster_ids=body.scheduler_cluster_ids,
         bio=body.bio,
