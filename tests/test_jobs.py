@@ -397,3 +397,49 @@ def test_preheat_credentials_are_sealed_not_stored(
     )
     failed = wait_job(manager, bare["id"])
     assert failed["state"] == "FAILURE" and "401" in failed["error_log"]
+
+
+def test_jobs_queued_behind_a_killed_manager_run_after_restart(
+    origin: OriginProcess, tmp_path: Path
+) -> None:
+    manager, cluster, _ = start_stack(tmp_path, "--job-workers", "1")
+    try:
+        token = manager.root_token
+        url = holders(cluster, origin, tmp_path, "job-queued.bin", 1)
+        cluster.peers[0].process.send_signal(signal.SIGSTOP)
+        try:
+            _, running = manager.call(
+                "POST", "/api/v1/jobs",
+                {"type": "delete_task", "args": {"url": url, "timeout": 20}}, token,
+            )  # fmt: skip
+            assert wait_for(
+                lambda: (
+                    manager.call("GET", f"/api/v1/jobs/{running['id']}", token=token)[1][
+                        "started_at"
+                    ]
+                    is not None
+                )
+            )
+            queued = [
+                manager.call(
+                    "POST", "/api/v1/jobs", {"type": "get_task", "args": {"url": url}}, token
+                )[1]["id"]
+                for _ in range(3)
+            ]
+            manager.process.send_signal(signal.SIGKILL)
+            manager.process.wait(10)
+        finally:
+            cluster.peers[0].process.send_signal(signal.SIGCONT)
+        again = start_manager(manager.data_dir)
+        try:
+            assert wait_job(again, running["id"])["state"] == "FAILURE"
+            for job_id in queued:
+                done = wait_job(again, job_id)
+                assert done["state"] == "SUCCESS" and done["attempts"] == 1, done
+            listed = again.call("GET", "/api/v1/jobs?state=PENDING", token=again.root_token)[1]
+            assert listed == []
+        finally:
+            again.stop()
+    finally:
+        manager.stop()
+        cluster.close()
