@@ -39,6 +39,22 @@ def wait_job(manager: ManagerProcess, job_id: int, timeout: float = 30) -> dict:
     raise AssertionError(f"job {job_id} still PENDING after {timeout}s")
 
 
+def running_delete(manager: ManagerProcess, url: str, timeout: float) -> dict:
+    """A delete_task job, once a worker has started it (a stopped peer keeps it busy)."""
+    token = manager.root_token
+    body = {"type": "delete_task", "args": {"url": url, "timeout": timeout}}
+    _, job = manager.call("POST", "/api/v1/jobs", body, token)
+
+    def started() -> bool:
+        return (
+            manager.call("GET", f"/api/v1/jobs/{job['id']}", token=token)[1]["started_at"]
+            is not None
+        )
+
+    assert wait_for(started)
+    return job
+
+
 def holders(cluster: Cluster, origin: OriginProcess, tmp_path: Path, name: str, n: int) -> str:
     write_random(origin.root / name, 5 * MiB, seed=len(name))
     url = origin.url(f"/files/{name}")
@@ -181,17 +197,7 @@ def test_manager_killed_mid_job_leaves_no_job_pending(
     stuck = cluster.peers[0]
     stuck.process.send_signal(signal.SIGSTOP)  # the delete waits on it for 20 s
     try:
-        root = manager.root_token
-        _, running = manager.call(
-            "POST", "/api/v1/jobs",
-            {"type": "delete_task", "args": {"url": url, "timeout": 20}}, root,
-        )  # fmt: skip
-        assert wait_for(
-            lambda: (
-                manager.call("GET", f"/api/v1/jobs/{running['id']}", token=root)[1]["started_at"]
-                is not None
-            )
-        )
+        running = running_delete(manager, url, 20)
         manager.process.send_signal(signal.SIGKILL)
         manager.process.wait(10)
     finally:
@@ -331,18 +337,7 @@ def test_queued_job_can_be_canceled_running_one_cannot(
         url = holders(cluster, origin, tmp_path, "job-cancel.bin", 1)
         cluster.peers[0].process.send_signal(signal.SIGSTOP)  # the delete waits 5 s on it
         try:
-            _, running = manager.call(
-                "POST", "/api/v1/jobs",
-                {"type": "delete_task", "args": {"url": url, "timeout": 5}}, token,
-            )  # fmt: skip
-            assert wait_for(
-                lambda: (
-                    manager.call("GET", f"/api/v1/jobs/{running['id']}", token=token)[1][
-                        "started_at"
-                    ]
-                    is not None
-                )
-            )
+            running = running_delete(manager, url, 5)
             _, queued = manager.call(
                 "POST", "/api/v1/jobs", {"type": "get_task", "args": {"url": url}}, token
             )
@@ -408,18 +403,7 @@ def test_jobs_queued_behind_a_killed_manager_run_after_restart(
         url = holders(cluster, origin, tmp_path, "job-queued.bin", 1)
         cluster.peers[0].process.send_signal(signal.SIGSTOP)
         try:
-            _, running = manager.call(
-                "POST", "/api/v1/jobs",
-                {"type": "delete_task", "args": {"url": url, "timeout": 20}}, token,
-            )  # fmt: skip
-            assert wait_for(
-                lambda: (
-                    manager.call("GET", f"/api/v1/jobs/{running['id']}", token=token)[1][
-                        "started_at"
-                    ]
-                    is not None
-                )
-            )
+            running = running_delete(manager, url, 20)
             queued = [
                 manager.call(
                     "POST", "/api/v1/jobs", {"type": "get_task", "args": {"url": url}}, token
