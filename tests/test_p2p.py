@@ -4,6 +4,7 @@ on 127.0.0.1, downloading from the test origin; every output checked by SHA-256.
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -120,16 +121,12 @@ def test_killed_seed_mid_transfer_child_finishes_from_source(
     cluster: Cluster, origin: OriginProcess, tmp_path: Path
 ) -> None:
     size = 48 * MiB
-    digest = write_random(origin.root / "p2p-seedkill.bin", size, seed=34)
     # 12 pieces over 8 connections at 2 MiB/s each: the first 8 land at ~2 s, the
     # last 4 at ~4 s, so the kill comes between
-    url = origin.url("/slow/2048/p2p-seedkill.bin")
-    task_id = task_of(url)
     cluster.start_scheduler()
-    seed = cluster.start_peer("seed", seed=True)
-    child = cluster.start_peer("child")
-    get = child.start_get(url, tmp_path / "out")
-    assert wait_for(lambda: seed_is_mid_transfer(child, seed, task_id), timeout=30)
+    digest, task_id, seed, child, get = child_mid_transfer(
+        cluster, origin, tmp_path, "p2p-seedkill.bin", size, 2048
+    )
     seed.kill()
     _, err = get.communicate(timeout=120)
     assert get.returncode == 0, err
@@ -143,6 +140,21 @@ def test_killed_seed_mid_transfer_child_finishes_from_source(
 def finished_pieces(peer: PeerProcess, task_id: str) -> int:
     status, stat = http_json("GET", f"{peer.url}/api/v1/tasks/{task_id}")
     return stat["finished_pieces"] if status == 200 else 0
+
+
+def child_mid_transfer(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path, name: str, size: int, kibps: int
+) -> tuple[str, str, PeerProcess, PeerProcess, subprocess.Popen[str]]:
+    """A seed fetching a throttled file and a child getting it from the seed, caught
+    mid-transfer: (digest, task ID, seed, child, the child's get process)."""
+    digest = write_random(origin.root / name, size, seed=size % 97)
+    url = origin.url(f"/slow/{kibps}/{name}")
+    task_id = task_of(url)
+    seed = cluster.start_peer("seed", seed=True)
+    child = cluster.start_peer("child")
+    get = child.start_get(url, tmp_path / "out")
+    assert wait_for(lambda: seed_is_mid_transfer(child, seed, task_id), timeout=30)
+    return digest, task_id, seed, child, get
 
 
 def seed_is_mid_transfer(child: PeerProcess, seed: PeerProcess, task_id: str) -> bool:
@@ -210,15 +222,10 @@ def test_corrupt_parent_is_detected_dropped_and_reported(
 def test_scheduler_restart_mid_download(
     cluster: Cluster, origin: OriginProcess, tmp_path: Path
 ) -> None:
-    size = 32 * MiB
-    digest = write_random(origin.root / "p2p-restart.bin", size, seed=37)
-    url = origin.url("/slow/1024/p2p-restart.bin")
-    task_id = task_of(url)
     scheduler = cluster.start_scheduler()
-    seed = cluster.start_peer("seed", seed=True)
-    child = cluster.start_peer("child")
-    get = child.start_get(url, tmp_path / "out")
-    assert wait_for(lambda: seed_is_mid_transfer(child, seed, task_id), timeout=30)
+    digest, task_id, seed, child, get = child_mid_transfer(
+        cluster, origin, tmp_path, "p2p-restart.bin", 32 * MiB, 1024
+    )
     scheduler.process.kill()
     scheduler.process.wait(10)
     time.sleep(0.5)

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.processes import stop
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -80,12 +82,7 @@ class Postgres:
         return cls(process, port, root)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop(self.process, grace=15)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -113,9 +110,4 @@ class Redis:
         return cls(process, port)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop(self.process, grace=10)

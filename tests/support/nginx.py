@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.processes import stop
+
 CONF = """
 {user}
 worker_processes 1;
@@ -101,9 +103,4 @@ class Nginx:
         return total
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop(self.process, grace=10)
