@@ -89,3 +89,23 @@ class SourceError(DamselflyError):
         for name, value in self.headers.items():
             lines.append(f"header: {name}: {value}")
         return lines
+
+
+class RegistryUnreachable(DamselflyError):
+    code = "RegistryUnreachable"
+
+
+class RegistryUnauthorized(DamselflyError):
+    code = "RegistryUnauthorized"
+
+
+class ManifestUnknown(DamselflyError):
+    code = "ManifestUnknown"
+
+
+class PlatformNotFound(DamselflyError):
+    code = "PlatformNotFound"
+
+
+class UnsupportedMediaType(DamselflyError):
+    code = "UnsupportedMediaType"

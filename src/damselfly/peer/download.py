@@ -13,14 +13,23 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from damselfly import digest as digests
 from damselfly import ids
-from damselfly.errors import Conflict, DamselflyError, DownloadTimeout, NotFound, StorageFull
+from damselfly.errors import (
+    Conflict,
+    DamselflyError,
+    DigestMismatch,
+    DownloadTimeout,
+    NotFound,
+    StorageFull,
+)
 from damselfly.logs import EventLog
 from damselfly.peer.request import DownloadRequest, DownloadResult, Progress
 from damselfly.pieces import PieceLayout, default_piece_length
 from damselfly.protocol.pieces import PieceList
 from damselfly.protocol.scheduler import ParentInfo, PeerState
 from damselfly.settings import PeerSettings
+from damselfly.source.registry.reference import blob_digest
 from damselfly.source.retry import RetryPolicy
 from damselfly.source.types import RangeNotSupported, SourceStat
 from damselfly.storage import PieceRecord, Store, TaskRecord, TaskState
@@ -179,6 +188,7 @@ class Downloader:
                     session,
                     parents,
                 )
+                await self._verify_blob(request, task_id)
             except BaseException as exc:
                 self.store.metadata.update_task(
                     task_id, state=TaskState.FAILED, error=str(exc)[:2000], updated_at=time.time()
@@ -209,6 +219,21 @@ class Downloader:
             time.monotonic() - started,
             progress.peer_bytes,
         )
+
+    async def _verify_blob(self, request: DownloadRequest, task_id: str) -> None:
+        """A registry blob URL names its digest: check it before anyone is served."""
+        expected = blob_digest(request.url)
+        if expected is None:
+            return
+        path = self.store.content_path(task_id)
+        actual = await asyncio.to_thread(digests.compute, path, expected.algorithm)
+        if actual != expected.hex:
+            self.store.metadata.remove_pieces(task_id)
+            raise DigestMismatch(
+                f"blob {request.url} (task {task_id}) has digest {expected.algorithm}:{actual}, "
+                f"not the {expected} its URL names; the bytes were discarded, run it again "
+                "(if it repeats, the registry's storage is corrupt)"
+            )
 
     @staticmethod
     def _check_back_to_source(request: DownloadRequest, task_id: str) -> None:

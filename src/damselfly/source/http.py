@@ -22,8 +22,9 @@ from urllib3.exceptions import (
 )
 
 from damselfly.errors import SourceError
+from damselfly.source.auth import TokenAuth, authorization
 from damselfly.source.retry import RetryPolicy, with_retries
-from damselfly.source.types import RangeNotSupported, SourceStat
+from damselfly.source.types import Document, RangeNotSupported, SourceStat
 
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _RETRYABLE_STATUS = {408, 429}
@@ -56,9 +57,18 @@ class Stopped(Exception):
     """The download was cancelled (timeout, Ctrl-C) while a read was in flight."""
 
 
-def _error_from_response(resp: urllib3.BaseHTTPResponse, url: str) -> SourceError:
+def _error_from_response(
+    resp: urllib3.BaseHTTPResponse, url: str, sent_headers: Mapping[str, str] | None = None
+) -> SourceError:
     shown = {name: resp.headers[name] for name in _SHOWN_HEADERS if name in resp.headers}
-    hint = "check the URL and your -H headers" if resp.status < 500 else "the origin failed"
+    if resp.status == 401:
+        hint = "the origin wants credentials: pass them with -H 'Authorization: …'"
+        if sent_headers and authorization(sent_headers):
+            hint = "the origin refused the credentials given; check them"
+    elif resp.status < 500:
+        hint = "check the URL and your -H headers"
+    else:
+        hint = "the origin failed"
     return SourceError(
         message=f"origin returned {resp.status} {resp.reason or ''} for {url}; {hint}".replace(
             "  ", " "
@@ -121,6 +131,7 @@ class HTTPSource:
             retries=_REDIRECTS,
             ca_certs=ca_cert,
         )
+        self.auth = TokenAuth(self._pool)
         self._active: set[urllib3.BaseHTTPResponse] = set()
         self._lock = threading.Lock()
         self.stopping = threading.Event()
@@ -148,6 +159,23 @@ class HTTPSource:
         return merged
 
     def _open(self, method: str, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
+        """Send a request; a 401 with a bearer challenge is answered once with a token."""
+        sent = self.auth.prepare(url, headers)
+        resp = self._send(method, url, sent)
+        if resp.status == 401:
+            try:
+                retry = self.auth.answer(
+                    url, sent, headers, resp.headers.getlist("WWW-Authenticate")
+                )
+            except BaseException:
+                self._done(resp)
+                raise
+            if retry is not None:
+                self._done(resp)
+                resp = self._send(method, url, retry)
+        return resp
+
+    def _send(self, method: str, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
         if self.stopping.is_set():
             raise Stopped(url)
         try:
@@ -216,9 +244,37 @@ class HTTPSource:
             if resp.status < 300:
                 length = resp.headers.get("Content-Length")
                 return SourceStat(int(length) if length else None, False, etag, modified)
-            raise _error_from_response(resp, url)
+            raise _error_from_response(resp, url, headers)
         finally:
             self._done(resp)  # a 200 here would be the whole body: _done closes it
+
+    def fetch_document(
+        self, url: str, headers: Mapping[str, str], *, limit: int = 4 * 1024 * 1024
+    ) -> Document:
+        """A small body (a manifest, an API answer) whatever its 4xx status; 5xx and
+        broken connections are retried, then raised."""
+        return with_retries(self.retry, lambda: self._document_once(url, headers, limit))
+
+    def _document_once(self, url: str, headers: Mapping[str, str], limit: int) -> Document:
+        resp = self._open("GET", url, self._headers(headers))
+        try:
+            if resp.status >= 500 or resp.status in _RETRYABLE_STATUS:
+                raise _error_from_response(resp, url, headers)
+            body = bytearray()
+            try:
+                while chunk := resp.read(65536):
+                    body += chunk
+                    if len(body) > limit:
+                        raise SourceError(
+                            f"{url} answered more than {limit} bytes where a small document "
+                            "was expected",
+                            url=url,
+                        )
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _error_from_exception(exc, url) from exc
+            return Document(resp.status, resp.headers.copy(), bytes(body))
+        finally:
+            self._done(resp)
 
     def read_range(
         self,
@@ -238,7 +294,7 @@ class HTTPSource:
             if resp.status == 200:
                 raise RangeNotSupported(url)
             if resp.status != 206:
-                raise _error_from_response(resp, url)
+                raise _error_from_response(resp, url, headers)
             match = _CONTENT_RANGE_RE.match(resp.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != offset:
                 raise SourceError(
@@ -269,7 +325,7 @@ class HTTPSource:
         resp = self._open("GET", url, self._headers(headers))
         try:
             if resp.status >= 300:
-                raise _error_from_response(resp, url)
+                raise _error_from_response(resp, url, headers)
             received = self._pump(resp, url, sink, buffer)
             expected = resp.headers.get("Content-Length")
             if expected is not None and received != int(expected):

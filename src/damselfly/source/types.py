@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 class RangeNotSupported(Exception):
@@ -15,3 +16,12 @@ class SourceStat:
     supports_range: bool
     etag: str = ""
     last_modified: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A small response read whole: a manifest, an API answer."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
