@@ -203,6 +203,9 @@ class ManagerSettings:
         default=None, metadata=_help("Job queue on Redis (redis://...); default SQLite.")
     )
     job_workers: int = field(default=4, metadata=_help("Jobs run at once (1-64)."))
+    registry_ca_cert: Path | None = field(
+        default=None, metadata=_help("CA bundle for HTTPS registries (image jobs).")
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -32,7 +32,12 @@ def manager(
         None, "--redis-url", help="Job queue on Redis (redis://host:6379/0); default SQLite."
     ),
     job_workers: int = typer.Option(4, "--job-workers", help="Jobs run at once in here."),
+    registry_ca_cert: Path | None = typer.Option(
+        None, "--registry-ca-cert", help="CA bundle for HTTPS registries (image jobs)."
+    ),
 ) -> None:
+    if registry_ca_cert is not None and not registry_ca_cert.is_file():
+        raise DamselflyError(f"CA bundle {registry_ca_cert} does not exist")
     settings = ManagerSettings(
         data_dir=data_dir or default_data_dir(),
         listen=listen,
@@ -40,6 +45,7 @@ def manager(
         database_url=database_url,
         redis_url=redis_url,
         job_workers=job_workers,
+        registry_ca_cert=registry_ca_cert,
     )
     from damselfly.manager.service import prepare, serve
 

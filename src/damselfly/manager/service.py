@@ -19,9 +19,13 @@ from damselfly.manager.api.app import build_app
 from damselfly.manager.api.deps import ManagerContext
 from damselfly.manager.auth import bootstrap_root
 from damselfly.manager.db import make_engine, migrate, sessions, sqlite_url
+from damselfly.manager.image_jobs import ImageJobs
+from damselfly.manager.schedulers import ClusterSchedulers
 from damselfly.manager.secrets import SecretBox
 from damselfly.manager.task_jobs import TaskJobs
 from damselfly.settings import ManagerSettings
+from damselfly.source.http import HTTPSource
+from damselfly.source.retry import RetryPolicy
 
 
 @dataclass
@@ -48,7 +52,9 @@ def prepare(settings: ManagerSettings) -> Manager:
     log = EventLog(settings.data_dir / "logs", "manager")
     queue = make_queue("damselfly-jobs", redis_url=settings.redis_url, data_dir=settings.data_dir)
     box = SecretBox(settings.data_dir / "manager" / "secret.key")
-    task_jobs = TaskJobs(factory, urllib3.PoolManager(maxsize=16), box)
+    schedulers = ClusterSchedulers(factory, urllib3.PoolManager(maxsize=16))
+    images = ImageJobs(schedulers, box, lambda: registry_source(settings))
+    task_jobs = TaskJobs(schedulers, box, images)
     jobs = JobEngine(factory, queue, task_jobs.types(), log)
     failed, requeued = jobs.recover()
     consumer = start_consumer(queue, settings.job_workers)
@@ -63,6 +69,18 @@ def prepare(settings: ManagerSettings) -> Manager:
     lines.append(f"root's API token: {boot.token_file} (readable only by you)")
     context = ManagerContext(factory, settings.data_dir, jobs, task_jobs.validate, box.seal)
     return Manager(context, consumer, log, lines)
+
+
+def registry_source(settings: ManagerSettings) -> HTTPSource:
+    """The HTTP client a job resolves image manifests with (one per job: its tokens
+    are that job's credentials' only)."""
+    return HTTPSource(
+        retry=RetryPolicy(attempts=3, first_backoff=0.2),
+        connections=2,
+        connect_timeout=5.0,
+        read_timeout=30.0,
+        ca_cert=str(settings.registry_ca_cert) if settings.registry_ca_cert else None,
+    )
 
 
 class _Server(uvicorn.Server):

@@ -1,4 +1,4 @@
-"""The task-cache jobs, Dragonfly-shaped: get_task and delete_task.
+"""The task-cache jobs, Dragonfly-shaped: get_task, delete_task and preheat.
 
 Each fans out to one scheduler of every chosen cluster; the scheduler asks (or
 tells) every peer holding the task at once. Arguments are checked when the job is
@@ -7,23 +7,21 @@ created, so a bad request is a 422 and never a failed job.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
-
-import urllib3
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from damselfly import ids
 from damselfly.errors import InvalidInput
 from damselfly.jobs.engine import JobFailed, JobType, Progress
-from damselfly.manager.models import Scheduler, SchedulerCluster
+from damselfly.manager.schedulers import ClusterSchedulers
 from damselfly.manager.secrets import SecretBox
 from damselfly.pieces import MAX_PIECE_LENGTH, MIN_PIECE_LENGTH
+from damselfly.source.registry.client import registry_headers
+
+if TYPE_CHECKING:
+    from damselfly.manager.image_jobs import ImageJobs
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _REQUIRED = "task_id, content_for_calculating_task_id or url is required"
@@ -72,10 +70,6 @@ def task_id_from_args(args: Mapping[str, Any]) -> str:
     )
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
-
-
 def peer_timeout(args: Mapping[str, Any]) -> float:
     value = args.get("timeout", 5)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 300:
@@ -86,12 +80,9 @@ def peer_timeout(args: Mapping[str, Any]) -> float:
 _SCOPES = ("single_seed_peer", "all_seed_peers", "all_peers")
 
 
-def preheat_requests(args: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Validate preheat args; one download request per URL."""
-    kind = args.get("type", "file")
-    if kind == "image":
-        raise InvalidInput("preheat of type image is not supported yet; use type file")
-    if kind != "file":
+def check_preheat(args: Mapping[str, Any]) -> None:
+    """Validate what every preheat shares: type, scope, headers and credentials."""
+    if args.get("type", "file") not in ("file", "image"):
         raise InvalidInput("preheat type must be file or image")
     if args.get("scope", "single_seed_peer") not in _SCOPES:
         raise InvalidInput(f"scope must be one of {', '.join(_SCOPES)}")
@@ -100,9 +91,27 @@ def preheat_requests(args: Mapping[str, Any]) -> list[dict[str, Any]]:
         isinstance(v, str | dict) for v in headers.values()
     ):
         raise InvalidInput("headers must be an object of strings")
-    if bool(args.get("username")) != bool(args.get("password")):
+    check_credentials(args)
+    timeout = args.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise InvalidInput("timeout must be a positive number of seconds")
+
+
+def check_credentials(args: Mapping[str, Any]) -> None:
+    username, password = args.get("username"), args.get("password")
+    if bool(username) != bool(password):
         raise InvalidInput("username and password go together")
-    urls = args.get("urls") or ([args["url"]] if args.get("url") else [])
+    if username is not None and not isinstance(username, str):
+        raise InvalidInput("username must be a string")
+
+
+def preheat_requests(args: Mapping[str, Any], urls: list[str] | None = None) -> list[dict]:
+    """Validate preheat args; one download request per URL (`urls` overrides the args')."""
+    check_preheat(args)
+    if urls is None:
+        urls = args.get("urls") or ([args["url"]] if args.get("url") else [])
     if not urls or not isinstance(urls, list):
         raise InvalidInput("url or urls is required")
     requests = []
@@ -116,122 +125,60 @@ def preheat_requests(args: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "application": args.get("application") or "",
                 "piece_length": args.get("piece_length"),
                 "filtered_query_params": [f for f in filters.split("&") if f] if filters else None,
-                "headers": _origin_headers(args),
+                "headers": origin_headers(args),
             }
         )
     return requests
 
 
-def _origin_headers(args: Mapping[str, Any]) -> dict[str, Any]:
-    """User headers, plus Basic auth from username/password (for file preheat)."""
-    headers = dict(args.get("headers") or {})
-    username, password = args.get("username"), args.get("password")
-    if isinstance(username, str) and isinstance(password, str) and username:
-        token = base64.b64encode(f"{username}:{password}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    return headers
+def origin_headers(args: Mapping[str, Any]) -> dict[str, Any]:
+    """User headers, plus Basic auth from username/password. Registries with a token
+    realm get the same Basic header: the peer's HTTP source trades it for a token."""
+    return registry_headers(args.get("headers"), args.get("username"), args.get("password"))
 
 
 class TaskJobs:
-    """get_task and delete_task over the schedulers registered in the database."""
+    """get_task, delete_task and preheat over the schedulers registered in the database.
 
-    def __init__(
-        self, sessions: sessionmaker[Session], http: urllib3.PoolManager, box: SecretBox
-    ) -> None:
-        self.sessions = sessions
-        self.http = http
+    A delete_task naming an image manifest URL, and a preheat of type image, go to
+    `images`, which resolves the image and runs the same operations per layer.
+    """
+
+    def __init__(self, schedulers: ClusterSchedulers, box: SecretBox, images: ImageJobs) -> None:
+        self.schedulers = schedulers
         self.box = box
+        self.images = images
 
     def types(self) -> dict[str, JobType]:
         return {
             "get_task": JobType(self.get_task, timeout=60, priority=10, retries=2),
             "delete_task": JobType(self.delete_task, timeout=330, priority=5, retries=1),
             "preheat": JobType(self.preheat, timeout=3600, priority=0, retries=1),
+            **self.images.types(),
         }
 
     def validate(self, type_: str, args: Mapping[str, Any]) -> None:
-        if type_ in ("get_task", "delete_task"):
+        if type_ == "delete_task" and args.get("image_manifest_url"):
+            self.images.validate(args)
+            peer_timeout(args)
+        elif type_ in ("get_task", "delete_task"):
             task_id_from_args(args)
             peer_timeout(args)
+        elif type_ == "preheat" and args.get("type") == "image":
+            check_preheat(args)
+            self.images.validate(args)
         elif type_ == "preheat":
             preheat_requests(args)
-
-    def _clusters(self, cluster_ids: list[int]) -> list[tuple[int, list[str]]]:
-        """(cluster ID, its active schedulers' URLs) for the chosen or all clusters."""
-        with self.sessions() as session:
-            query = select(SchedulerCluster.id).order_by(SchedulerCluster.id)
-            if cluster_ids:
-                query = query.where(SchedulerCluster.id.in_(cluster_ids))
-            clusters = list(session.scalars(query))
-            result = []
-            for cluster_id in clusters:
-                schedulers = session.scalars(
-                    select(Scheduler).where(
-                        Scheduler.cluster_id == cluster_id, Scheduler.state == "active"
-                    )
-                )
-                result.append((cluster_id, [f"http://{s.ip}:{s.port}" for s in schedulers]))
-        missing = set(cluster_ids) - {c for c, _ in result}
-        if missing:
-            raise JobFailed(f"scheduler clusters {sorted(missing)} do not exist")
-        return result
-
-    def _call(self, method: str, url: str, timeout: float) -> tuple[int, Any]:
-        resp = self.http.request(method, url, timeout=urllib3.Timeout(connect=3, read=timeout))
-        try:
-            body = json.loads(resp.data) if resp.data else None
-        except json.JSONDecodeError:
-            body = {"message": resp.data[:200].decode(errors="replace")}
-        return resp.status, body
-
-    def _fan_out(
-        self, cluster_ids: list[int], ask: Any, progress: Progress
-    ) -> tuple[list[dict[str, Any]], list[str]]:
-        results, errors = [], []
-        clusters = self._clusters(cluster_ids)
-        for done, (cluster_id, schedulers) in enumerate(clusters):
-            progress(100 * done // max(1, len(clusters)))
-            if not schedulers:
-                errors.append(f"scheduler cluster {cluster_id} has no active scheduler")
-                continue
-            last_error = ""
-            for base in schedulers:  # the first that answers speaks for the cluster
-                try:
-                    results.append({"scheduler_cluster_id": cluster_id, **ask(base)})
-                    break
-                except (urllib3.exceptions.HTTPError, OSError, RuntimeError) as exc:
-                    last_error = f"scheduler {base} of cluster {cluster_id} failed: {exc}"
-            else:
-                errors.append(last_error)
-        return results, sorted(set(errors))
+        elif type_ in self.images.types():
+            self.images.validate(args)
 
     def get_task(
         self, args: Mapping[str, Any], cluster_ids: list[int], progress: Progress
     ) -> dict[str, Any]:
         task_id = task_id_from_args(args)
-
-        def ask(base: str) -> dict[str, Any]:
-            status, body = self._call("GET", f"{base}/api/v1/tasks/{task_id}", 10)
-            if status == 404:
-                return {"peers": []}
-            if status != 200:
-                raise RuntimeError(f"HTTP {status}: {body}")
-            return {
-                "peers": [
-                    {
-                        "id": p["host_id"],
-                        "hostname": p["hostname"],
-                        "ip": p["ip"],
-                        "host_type": p["host_type"],
-                        "created_at": _iso(p["created_at"]),
-                        "updated_at": _iso(p["updated_at"]),
-                    }
-                    for p in body["peers"]
-                    if p["state"] == "succeeded"
-                ]
-            }
-
-        results, errors = self._fan_out(cluster_ids, ask, progress)
+        results, errors = self.schedulers.fan_out(
+            cluster_ids, lambda base: {"peers": self.schedulers.holders(base, task_id)}, progress
+        )
         result = {"task_id": task_id, "clusters": results}
         if errors:
             raise JobFailed("\n".join(errors), result)
@@ -240,17 +187,13 @@ class TaskJobs:
     def delete_task(
         self, args: Mapping[str, Any], cluster_ids: list[int], progress: Progress
     ) -> dict[str, Any]:
+        if args.get("image_manifest_url"):
+            return self.images.delete(args, cluster_ids, progress)
         task_id = task_id_from_args(args)
         timeout = peer_timeout(args)
-
-        def ask(base: str) -> dict[str, Any]:
-            url = f"{base}/api/v1/tasks/{task_id}/delete?timeout={timeout:g}"
-            status, body = self._call("POST", url, timeout + 10)
-            if status != 200:
-                raise RuntimeError(f"HTTP {status}: {body}")
-            return body
-
-        results, errors = self._fan_out(cluster_ids, ask, progress)
+        results, errors = self.schedulers.fan_out(
+            cluster_ids, lambda base: self.schedulers.delete_on(base, task_id, timeout), progress
+        )
         result = {"task_id": task_id, "clusters": results}
         if errors:
             raise JobFailed("\n".join(errors), result)
@@ -261,37 +204,41 @@ class TaskJobs:
     ) -> dict[str, Any]:
         """Every URL on the scope's peers of every cluster; FAILURE if any host failed."""
         args = self.box.open(dict(args))  # credentials, sealed in the row, opened here only
-        scope = args.get("scope", "single_seed_peer")
-        timeout = float(args.get("timeout") or 600)
-        requests = preheat_requests(args)
+        if args.get("type") == "image":
+            return self.images.preheat(args, cluster_ids, progress)
+        return preheat_urls(self.schedulers, args, preheat_requests(args), cluster_ids, progress)
 
-        def ask(base: str) -> dict[str, Any]:
-            tasks = []
-            for wanted in requests:
-                body = json.dumps({"request": wanted, "scope": scope, "timeout": timeout})
-                resp = self.http.request(
-                    "POST",
-                    f"{base}/api/v1/preheat",
-                    body=body.encode(),
-                    headers={"Content-Type": "application/json"},
-                    timeout=urllib3.Timeout(connect=3, read=timeout + 30),
-                )
-                answer = json.loads(resp.data) if resp.data else {}
-                if resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status}: {answer.get('message', answer)}")
-                tasks.append({"url": wanted["url"], "hosts": answer["hosts"]})
-            return {"tasks": tasks}
 
-        results, errors = self._fan_out(cluster_ids, ask, progress)
-        for cluster in results:
-            for task in cluster["tasks"]:
-                errors += [
-                    f"{h['hostname']} ({h['ip']}) could not preheat {task['url']}: "
-                    f"{h['description']}"
-                    for h in task["hosts"]
-                    if h["state"] != "succeeded"
+def preheat_urls(
+    schedulers: ClusterSchedulers,
+    args: Mapping[str, Any],
+    requests: list[dict[str, Any]],
+    cluster_ids: list[int],
+    progress: Progress,
+) -> dict[str, Any]:
+    """Each request on the scope's peers of every cluster; FAILURE if any host failed."""
+    scope = args.get("scope", "single_seed_peer")
+    timeout = float(args.get("timeout") or 600)
+
+    def ask(base: str) -> dict[str, Any]:
+        # every URL at once: an image's layers are fetched side by side
+        with ThreadPoolExecutor(max_workers=min(8, len(requests))) as pool:
+            hosts = pool.map(lambda r: schedulers.preheat_on(base, r, scope, timeout), requests)
+            return {
+                "tasks": [
+                    {"url": r["url"], "hosts": h} for r, h in zip(requests, hosts, strict=True)
                 ]
-        result = {"clusters": results}
-        if errors:
-            raise JobFailed("\n".join(errors), result)
-        return result
+            }
+
+    results, errors = schedulers.fan_out(cluster_ids, ask, progress)
+    for cluster in results:
+        for task in cluster["tasks"]:
+            errors += [
+                f"{h['hostname']} ({h['ip']}) could not preheat {task['url']}: {h['description']}"
+                for h in task["hosts"]
+                if h["state"] != "succeeded"
+            ]
+    result = {"clusters": results}
+    if errors:
+        raise JobFailed("\n".join(errors), result)
+    return result

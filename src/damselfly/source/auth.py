@@ -110,8 +110,10 @@ class TokenAuth:
         Basic credentials, if any, are what the token endpoint gets).
         """
         bearer = next((c for c in parse_challenges(challenges) if c.scheme == "bearer"), None)
-        if bearer is None or "realm" not in bearer.params:
+        if bearer is None:
             return None
+        if not bearer.params.get("realm", "").startswith(("http://", "https://")):
+            return None  # not a token realm (RFC 6750 resource servers name a realm only)
         credentials = authorization(user)
         if credentials is not None and credentials.lower().startswith("bearer "):
             return None  # the caller's own token was refused: fetching ours would hide that
