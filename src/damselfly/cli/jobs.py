@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from damselfly.cli.api_client import ManagerClient, find_token
+from damselfly.cli.job_options import DataDirOpt, ManagerOpt, TokenOpt
 from damselfly.cli.options import default_data_dir
-from damselfly.cli.tasks import DataDirOpt, ManagerOpt, TokenOpt
 
 app = typer.Typer(help="The manager's jobs.")
 

@@ -11,6 +11,7 @@ from damselfly.cli import get as get_cmd
 from damselfly.cli import jobs as jobs_cmd
 from damselfly.cli import manager as manager_cmd
 from damselfly.cli import peer as peer_cmd
+from damselfly.cli import preheat as preheat_cmd
 from damselfly.cli import scheduler as scheduler_cmd
 from damselfly.cli import serve as serve_cmd
 from damselfly.cli import task_id as task_id_cmd
@@ -33,6 +34,7 @@ def build_app() -> typer.Typer:
     app.command("scheduler", help=scheduler_cmd.HELP)(scheduler_cmd.scheduler)
     app.command("manager", help=manager_cmd.HELP)(manager_cmd.manager)
     app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
+    app.command("preheat", help=preheat_cmd.HELP)(preheat_cmd.preheat)
     app.add_typer(tasks_cmd.app, name="task")
     app.add_typer(jobs_cmd.app, name="jobs")
     return app

@@ -9,16 +9,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from damselfly.cli.api_client import DEFAULT_MANAGER, ManagerClient, find_token
-from damselfly.cli.options import default_data_dir
+from damselfly.cli.image_results import print_distribution, print_image_delete
+from damselfly.cli.job_options import (
+    DataDirOpt,
+    ImageOpt,
+    ManagerOpt,
+    PasswordOpt,
+    PlatformOpt,
+    TokenOpt,
+    UsernameOpt,
+    credentials,
+    manager_client,
+    run_job,
+)
 from damselfly.errors import DamselflyError, InvalidInput
 from damselfly.units import parse_size
 
 app = typer.Typer(help="Search and delete cached tasks (through the manager's jobs).")
 
-ManagerOpt = typer.Option(DEFAULT_MANAGER, "--manager", help="Manager URL.")
-TokenOpt = typer.Option(None, "--token", help="API token (default: $DAMSELFLY_TOKEN or root's).")
-DataDirOpt = typer.Option(None, "--data-dir", help="Where a local manager keeps root's token.")
 # how a task is named, the same for search and delete
 UrlOpt = typer.Option(None, "--url", help="The task's URL.")
 TaskIdOpt = typer.Option(None, "--task-id", help="The task ID (64 hex).")
@@ -37,11 +45,16 @@ def _args(
     application: str,
     piece_length: str | None,
     filters: list[str] | None,
+    image: str | None = None,
 ) -> dict[str, Any]:
-    given = [x for x in (url, task_id, content) if x]
+    given = [x for x in (url, task_id, content, image) if x]
     if len(given) != 1:
-        raise InvalidInput("give exactly one of --url, --task-id or --content")
+        raise InvalidInput(
+            "give exactly one of --url, --task-id, --content or --image-manifest-url"
+        )
     args: dict[str, Any] = {}
+    if image:
+        return args
     if url:
         args["url"] = url
         if tag:
@@ -59,17 +72,6 @@ def _args(
     return args
 
 
-def _run_job(client: ManagerClient, type_: str, args: dict[str, Any], console: Console) -> dict:
-    job = client.call("POST", "/api/v1/jobs", {"type": type_, "args": args})
-    with console.status(f"job {job['id']} ({type_}) pending…") as status:
-        job = client.wait_job(
-            job,
-            lambda j: status.update(f"job {j['id']} ({type_}) {j['state'].lower()}…"),
-            timeout=600,
-        )
-    return job
-
-
 @app.command("search")
 def search(
     url: str | None = UrlOpt,
@@ -79,15 +81,29 @@ def search(
     application: str = ApplicationOpt,
     piece_length: str | None = PieceLengthOpt,
     filtered_query_param: list[str] | None = FiltersOpt,
+    image_manifest_url: str | None = ImageOpt,
+    platform: str | None = PlatformOpt,
+    username: str | None = UsernameOpt,
+    password: str | None = PasswordOpt,
     manager: str = ManagerOpt,
     token: str | None = TokenOpt,
     data_dir: Path | None = DataDirOpt,
 ) -> None:
-    """Which peers hold a task, per scheduler cluster."""
-    args = _args(url, task_id, content, tag, application, piece_length, filtered_query_param)
-    client = ManagerClient(manager, find_token(token, data_dir or default_data_dir()))
+    """Which peers hold a task (per scheduler cluster), or an image's layers."""
+    args = _args(
+        url, task_id, content, tag, application, piece_length, filtered_query_param,
+        image_manifest_url,
+    )  # fmt: skip
+    client = manager_client(manager, token, data_dir)
     console = Console()
-    job = _run_job(client, "get_task", args, console)
+    if image_manifest_url:
+        image_args = {"url": image_manifest_url, **credentials(username, password)}
+        if platform:
+            image_args["platform"] = platform
+        job = run_job(client, "get_image_distribution", image_args, console)
+        print_distribution(job, console)
+        return
+    job = run_job(client, "get_task", args, console)
     result = job.get("result") or {}
     console.print(f"task [bold]{result.get('task_id', '?')}[/bold]  (job {job['id']})")
     found = False
@@ -118,22 +134,37 @@ def delete(
     application: str = ApplicationOpt,
     piece_length: str | None = PieceLengthOpt,
     filtered_query_param: list[str] | None = FiltersOpt,
+    image_manifest_url: str | None = ImageOpt,
+    platform: str | None = PlatformOpt,
+    username: str | None = UsernameOpt,
+    password: str | None = PasswordOpt,
     timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for each peer."),
     yes: bool = typer.Option(False, "--yes", help="Do not ask to type DELETE."),
     manager: str = ManagerOpt,
     token: str | None = TokenOpt,
     data_dir: Path | None = DataDirOpt,
 ) -> None:
-    """Delete a task from every peer that holds it."""
-    args = _args(url, task_id, content, tag, application, piece_length, filtered_query_param)
+    """Delete a task (or every layer of an image) from every peer that holds it."""
+    args = _args(
+        url, task_id, content, tag, application, piece_length, filtered_query_param,
+        image_manifest_url,
+    )  # fmt: skip
     args["timeout"] = timeout
+    if image_manifest_url:
+        args.update(image_manifest_url=image_manifest_url, **credentials(username, password))
+        if platform:
+            args["platform"] = platform
+    what = "every layer of the image" if image_manifest_url else "the task"
     if not yes:
-        answer = typer.prompt("This deletes the task from every peer. Type DELETE to go on")
+        answer = typer.prompt(f"This deletes {what} from every peer. Type DELETE to go on")
         if answer != "DELETE":
             raise DamselflyError("not deleted (you did not type DELETE)")
-    client = ManagerClient(manager, find_token(token, data_dir or default_data_dir()))
+    client = manager_client(manager, token, data_dir)
     console = Console()
-    job = _run_job(client, "delete_task", args, console)
+    job = run_job(client, "delete_task", args, console)
+    if image_manifest_url:
+        print_image_delete(job, console)
+        return
     result = job.get("result") or {}
     failures = 0
     for cluster in result.get("clusters", []):

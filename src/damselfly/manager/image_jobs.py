@@ -121,9 +121,7 @@ class ImageJobs:
         finally:
             source.close()
 
-    def _per_layer(
-        self, image: Image, work: Callable[[Blob], Any]
-    ) -> list[tuple[Blob, Any]]:
+    def _per_layer(self, image: Image, work: Callable[[Blob], Any]) -> list[tuple[Blob, Any]]:
         with ThreadPoolExecutor(max_workers=min(_SIDE_BY_SIDE, len(image.blobs))) as pool:
             return list(zip(image.blobs, pool.map(work, image.blobs), strict=True))
 
