@@ -109,3 +109,19 @@ class PlatformNotFound(DamselflyError):
 
 class UnsupportedMediaType(DamselflyError):
     code = "UnsupportedMediaType"
+
+
+class TemplateNotFound(NotFound):
+    code = "ResourceNotFound.TemplateNotExist"
+
+
+class MediaTaskNotFound(NotFound):
+    code = "ResourceNotFound.TaskNotFound"
+
+
+class InvalidTaskId(InvalidInput):
+    code = "InvalidParameterValue.TaskId"
+
+
+class DuplicateSession(Conflict):
+    code = "InvalidParameterValue.SessionIdDuplicated"

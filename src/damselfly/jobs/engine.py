@@ -52,6 +52,8 @@ class JobType:
     priority: int = 0  # higher runs first
     retries: int = 0  # further attempts after a failure, with the same frozen args
     retry_delay: float = 1.0
+    # told (after the row is failed) about a job a dead process left half-run
+    interrupted: Callable[[Job], None] | None = None
 
 
 class JobEngine:
@@ -97,7 +99,9 @@ class JobEngine:
         user_id: int | None,
         cluster_ids: list[int],
         bio: str = "",
+        priority: int | None = None,
     ) -> Job:
+        """A new PENDING job, queued; `priority` (higher first) overrides its type's."""
         if type_ not in self.types:
             raise NotFound(f"unknown job type {type_!r}; known: {', '.join(sorted(self.types))}")
         stamp = now()
@@ -113,6 +117,7 @@ class JobEngine:
                 user_id=user_id,
                 created_at=stamp,
                 updated_at=stamp,
+                priority=self.types[type_].priority if priority is None else priority,
             )
             session.add(job)
             session.flush()
@@ -122,8 +127,7 @@ class JobEngine:
         return job
 
     def _enqueue(self, job: Job, delay: float | None = None) -> None:
-        kind = self.types[job.type]
-        self.queue.enqueue(self._deliver.s(job.id, priority=kind.priority, delay=delay))
+        self.queue.enqueue(self._deliver.s(job.id, priority=job.priority, delay=delay))
 
     def cancel(self, job_id: int) -> Job:
         """A queued job that has not started ends as FAILURE, marked canceled."""
@@ -215,9 +219,10 @@ class JobEngine:
 
     def recover(self) -> tuple[int, int]:
         """After a crash: fail the half-run, re-enqueue the never-started. Counts."""
+        mine = Job.type.in_(list(self.types))  # engines sharing a database keep to their types
         with self.sessions.begin() as session:
             stuck = session.scalars(
-                select(Job).where(Job.state == PENDING, Job.started_at.is_not(None))
+                select(Job).where(mine, Job.state == PENDING, Job.started_at.is_not(None))
             ).all()
             for job in stuck:
                 job.state = FAILURE
@@ -227,8 +232,12 @@ class JobEngine:
                 )
                 job.finished_at = job.updated_at = now()
             waiting = session.scalars(
-                select(Job).where(Job.state == PENDING, Job.started_at.is_(None))
+                select(Job).where(mine, Job.state == PENDING, Job.started_at.is_(None))
             ).all()
+        for job in stuck:
+            hook = self.types[job.type].interrupted
+            if hook is not None:
+                hook(job)
         for job in waiting:
             self._enqueue(job)
         if stuck or waiting:

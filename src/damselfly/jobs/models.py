@@ -31,3 +31,4 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     progress: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 0-100
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # higher first
