@@ -58,7 +58,9 @@ def frames_at(inp: Any, stream: Any, times: list[float], control: Control) -> It
                     break
         except av.error.InvalidDataError as exc:
             if shown is None:
-                raise MediaFailure(ErrorCode.CONTENT_MALFORMED, f"the input is damaged: {exc}")
+                raise MediaFailure(
+                    ErrorCode.CONTENT_MALFORMED, f"the input is damaged: {exc}"
+                ) from None
         if shown is None:
             raise MediaFailure(
                 ErrorCode.CONTENT_MALFORMED, f"no frame could be decoded at {wanted:g}s"
