@@ -6,6 +6,7 @@ Each field's `help` metadata is what a generated configuration reference prints.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -218,3 +219,40 @@ class ManagerSettings:
             raise InvalidInput(
                 "invalid manager settings: database_url must be sqlite:// or postgresql://"
             )
+
+
+def default_media_workers() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """Where media comes from and goes to, and how much runs at once."""
+
+    data_dir: Path = field(metadata=_help("Uploads and the URL-input cache live here."))
+    input_roots: tuple[Path, ...] = field(
+        default=(), metadata=_help("Directories a task may read input paths from.")
+    )
+    output_roots: tuple[Path, ...] = field(
+        default=(), metadata=_help("Directories a task may write outputs under.")
+    )
+    workers: int = field(
+        default_factory=default_media_workers,
+        metadata=_help("Media tasks run at once (default: half the cores)."),
+    )
+    peer_endpoint: Path | None = field(
+        default=None, metadata=_help("Peer daemon socket that fetches URL inputs (P2P cache).")
+    )
+    webhook_key: str = field(default="", metadata=_help("Signs webhooks: md5(timestamp + key)."))
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.workers <= 64:
+            raise InvalidInput("invalid media settings: workers must be within 0-64")
+
+    @property
+    def uploads(self) -> Path:
+        return self.data_dir / "media" / "uploads"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "media" / "cache"

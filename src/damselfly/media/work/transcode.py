@@ -106,9 +106,9 @@ def _open_output(path: Path, params: dict[str, Any], segment_seconds: float) -> 
     return av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
 
 
-def output_name(stem: str, params: dict[str, Any], label: str) -> str:
+def output_name(label: str, params: dict[str, Any]) -> str:
     ext = {"mp4": "mp4", "hls": "m3u8", "webm": "webm"}[params["container"]]
-    return f"{stem}_{label}.{ext}"
+    return f"{label}.{ext}"
 
 
 def transcode(
