@@ -23,7 +23,8 @@ from damselfly.manager.image_jobs import ImageJobs
 from damselfly.manager.schedulers import ClusterSchedulers
 from damselfly.manager.secrets import SecretBox
 from damselfly.manager.task_jobs import TaskJobs
-from damselfly.settings import ManagerSettings
+from damselfly.media.workers import MediaWorkers, start_media
+from damselfly.settings import ManagerSettings, MediaSettings
 from damselfly.source.http import HTTPSource
 from damselfly.source.retry import RetryPolicy
 
@@ -34,13 +35,16 @@ class Manager:
     consumer: EmbeddedConsumer
     log: EventLog
     banner: list[str]
+    media: MediaWorkers | None = None
 
     def close(self) -> None:
+        if self.media is not None:
+            self.media.close()
         self.consumer.stop(graceful=True)
         self.log.close()
 
 
-def prepare(settings: ManagerSettings) -> Manager:
+def prepare(settings: ManagerSettings, media: MediaSettings | None = None) -> Manager:
     """Migrate the database, make root on first start, start the job workers and
     recover what a crash left; the lines to tell the user."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -67,8 +71,28 @@ def prepare(settings: ManagerSettings) -> Manager:
     if failed or requeued:
         lines.append(f"jobs recovered: {failed} interrupted and failed, {requeued} re-queued")
     lines.append(f"root's API token: {boot.token_file} (readable only by you)")
-    context = ManagerContext(factory, settings.data_dir, jobs, task_jobs.validate, box.seal)
-    return Manager(context, consumer, log, lines)
+    workers = None
+    if media is not None:
+        workers = start_media(
+            factory, media, redis_url=settings.redis_url, queue_dir=settings.data_dir, log=log
+        )
+        failed, requeued = workers.recovered
+        if failed:
+            lines.append(f"media tasks recovered: {failed} cut short by a stop, queued again")
+        lines.append(
+            f"media: {media.workers} worker(s); inputs under "
+            f"{', '.join(map(str, media.input_roots)) or '(uploads and URLs only)'}; outputs "
+            f"under {', '.join(map(str, media.output_roots))}"
+        )
+    context = ManagerContext(
+        factory,
+        settings.data_dir,
+        jobs,
+        task_jobs.validate,
+        box.seal,
+        workers.service if workers else None,
+    )
+    return Manager(context, consumer, log, lines, workers)
 
 
 def registry_source(settings: ManagerSettings) -> HTTPSource:

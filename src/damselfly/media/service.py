@@ -155,8 +155,9 @@ class MediaService:
                 row = session.get(MediaTemplate, template_id - CUSTOM_ID_START + 1)
                 if row is not None and row.kind == kind:
                     return _custom(row)
-        raise TemplateNotFound(f"there is no {kind} template {template_id}; list them with "
-                               "GET /api/v1/media/templates")  # fmt: skip
+        raise TemplateNotFound(
+            f"there is no {kind} template {template_id}; list them with GET /api/v1/media/templates"
+        )
 
     def templates(self, kind: str | None = None) -> list[dict[str, Any]]:
         with self.sessions() as session:
@@ -175,8 +176,14 @@ class MediaService:
         params = params_dict(parse_params(str(kind), body.get("params") or {}))
         with self.sessions.begin() as session:
             if template_id is None:
-                row = MediaTemplate(kind=kind, name=name, comment="", params=params,
-                                    created_at=utcnow(), updated_at=utcnow())  # fmt: skip
+                row = MediaTemplate(
+                    kind=kind,
+                    name=name,
+                    comment="",
+                    params=params,
+                    created_at=utcnow(),
+                    updated_at=utcnow(),
+                )
                 session.add(row)
             else:
                 row = session.get(MediaTemplate, template_id - CUSTOM_ID_START + 1)
@@ -233,8 +240,9 @@ class MediaService:
         if not isinstance(request, Mapping):
             raise InvalidInput("the request must be a JSON object")
         source = self._input(request.get("input"))
-        output_dir = under_roots(request.get("output_dir") or "/", self.settings.output_roots,
-                                 "output_dir")  # fmt: skip
+        output_dir = under_roots(
+            request.get("output_dir") or "/", self.settings.output_roots, "output_dir"
+        )
         subtasks = freeze_subtasks(request, self.template)
         priority = check_priority(request.get("priority", 0))
         session_id = request.get("session_id")
@@ -267,23 +275,48 @@ class MediaService:
                         "this request is a duplicate"
                     )
             task = MediaTask(
-                id=task_id, status=TaskStatus.WAITING, failed=False, error_code="", message="",
-                input=source, output_dir=str(output_dir / task_id), request=frozen,
-                priority=priority, session_id=session_id, session_context=context,
-                media_info=None, run=1, history=[], recoveries=0, workflow_id=workflow_id,
-                created_at=now, updated_at=now,
-            )  # fmt: skip
+                id=task_id,
+                status=TaskStatus.WAITING,
+                failed=False,
+                error_code="",
+                message="",
+                input=source,
+                output_dir=str(output_dir / task_id),
+                request=frozen,
+                priority=priority,
+                session_id=session_id,
+                session_context=context,
+                media_info=None,
+                run=1,
+                history=[],
+                recoveries=0,
+                workflow_id=workflow_id,
+                created_at=now,
+                updated_at=now,
+            )
             task.subtasks = [_fresh_subtask(n + 1, spec) for n, spec in enumerate(subtasks)]
             session.add(task)
         self._submit(task_id, 1, priority)
         return self.get(task_id)
 
     def _submit(self, task_id: str, run: int, priority: int) -> None:
-        job = self.jobs.submit(JOB_TYPE, {"task_id": task_id, "run": run}, user_id=None,
-                               cluster_ids=[], priority=priority)  # fmt: skip
+        job = self.jobs.submit(
+            JOB_TYPE,
+            {"task_id": task_id, "run": run},
+            user_id=None,
+            cluster_ids=[],
+            priority=priority,
+        )
         with self.sessions.begin() as session:
             session.execute(update(MediaTask).where(MediaTask.id == task_id).values(job_id=job.id))
         self.changed(task_id)
+
+    def cached_input(self, task_id: str) -> Path | None:
+        """Where a URL input was fetched to on this machine, once a worker has run."""
+        with self.sessions() as session:
+            task = session.get(MediaTask, task_id)
+            info = (task.media_info or {}) if task is not None else {}
+        return Path(info["source_path"]) if info.get("source_path") else None
 
     def get(self, task_id: str) -> dict[str, Any]:
         check_task_id(task_id)
@@ -334,15 +367,22 @@ class MediaService:
             taken = session.execute(
                 update(MediaTask)
                 .where(MediaTask.id == task_id, MediaTask.status == TaskStatus.WAITING)
-                .values(status=TaskStatus.FINISH, failed=True, error_code=ErrorCode.ABORTED,
-                        message="terminated while waiting", finish_at=now, updated_at=now)
-            ).rowcount  # fmt: skip
+                .values(
+                    status=TaskStatus.FINISH,
+                    failed=True,
+                    error_code=ErrorCode.ABORTED,
+                    message="terminated while waiting",
+                    finish_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
             task = session.get(MediaTask, task_id)
             if task is None:
                 raise MediaTaskNotFound(f"media task {task_id} does not exist")
             if not taken:
-                raise Conflict(f"media task {task_id} is {task.status}; only WAITING tasks "
-                               "can be terminated")  # fmt: skip
+                raise Conflict(
+                    f"media task {task_id} is {task.status}; only WAITING tasks can be terminated"
+                )
             for sub in task.subtasks:
                 sub.status, sub.error_code, sub.message = (
                     SubtaskStatus.FAIL,
@@ -367,16 +407,28 @@ class MediaService:
                 raise MediaTaskNotFound(f"media task {task_id} does not exist")
             taken = session.execute(
                 update(MediaTask)
-                .where(MediaTask.id == task_id, MediaTask.status == TaskStatus.FINISH,
-                       MediaTask.run == task.run)
-                .values(status=TaskStatus.WAITING, run=task.run + 1, failed=False,
-                        error_code="", message="", begin_at=None, finish_at=None,
-                        updated_at=now, recoveries=0,
-                        history=[*task.history, _archive(task)])
-            ).rowcount  # fmt: skip
+                .where(
+                    MediaTask.id == task_id,
+                    MediaTask.status == TaskStatus.FINISH,
+                    MediaTask.run == task.run,
+                )
+                .values(
+                    status=TaskStatus.WAITING,
+                    run=task.run + 1,
+                    failed=False,
+                    error_code="",
+                    message="",
+                    begin_at=None,
+                    finish_at=None,
+                    updated_at=now,
+                    recoveries=0,
+                    history=[*task.history, _archive(task)],
+                )
+            ).rowcount
             if not taken:
-                raise Conflict(f"media task {task_id} is {task.status}; only FINISH tasks "
-                               "can be restarted")  # fmt: skip
+                raise Conflict(
+                    f"media task {task_id} is {task.status}; only FINISH tasks can be restarted"
+                )
             session.expire(task)
             task = session.get(MediaTask, task_id)
             assert task is not None
@@ -398,8 +450,10 @@ class MediaService:
             if task.recoveries >= MAX_RECOVERIES:
                 task.status, task.failed, task.finish_at = TaskStatus.FINISH, True, now
                 task.error_code = ErrorCode.WORKER_STOPPED
-                task.message = (f"the worker stopped {task.recoveries + 1} times while running "
-                                "this task; restart it to try again")  # fmt: skip
+                task.message = (
+                    f"the worker stopped {task.recoveries + 1} times while running "
+                    "this task; restart it to try again"
+                )
                 for sub in task.subtasks:
                     if sub.status in (SubtaskStatus.WAITING, SubtaskStatus.PROCESSING):
                         sub.status, sub.error_code = SubtaskStatus.FAIL, ErrorCode.WORKER_STOPPED
@@ -436,13 +490,28 @@ class MediaService:
 
 
 def _custom(row: MediaTemplate) -> Template:
-    return Template(row.id + CUSTOM_ID_START - 1, row.kind, row.name, row.params,
-                    preset=False, comment=row.comment)  # fmt: skip
+    return Template(
+        row.id + CUSTOM_ID_START - 1,
+        row.kind,
+        row.name,
+        row.params,
+        preset=False,
+        comment=row.comment,
+    )
 
 
 def _fresh_subtask(seq: int, spec: dict[str, Any]) -> MediaSubtask:
-    return MediaSubtask(seq=seq, type=spec["type"], status=SubtaskStatus.WAITING, progress=0,
-                        spec=spec, outputs=[], result=None, error_code="", message="")  # fmt: skip
+    return MediaSubtask(
+        seq=seq,
+        type=spec["type"],
+        status=SubtaskStatus.WAITING,
+        progress=0,
+        spec=spec,
+        outputs=[],
+        result=None,
+        error_code="",
+        message="",
+    )
 
 
 def _reset(sub: MediaSubtask) -> None:

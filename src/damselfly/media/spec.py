@@ -97,8 +97,12 @@ def freeze_subtasks(request: Mapping[str, Any], lookup: TemplateLookup) -> list[
             if kind is SubtaskType.HLS:
                 params["container"] = "hls"
             is_hls = params["container"] == "hls"
-            add(SubtaskType.HLS if is_hls else SubtaskType.TRANSCODE, template_id, params,
-                **_offsets(item, key))  # fmt: skip
+            add(
+                SubtaskType.HLS if is_hls else SubtaskType.TRANSCODE,
+                template_id,
+                params,
+                **_offsets(item, key),
+            )
     for item in _list(request, "snapshots"):
         template_id, params = _template(item, "snapshot", lookup, 10, "snapshots")
         offsets = item.get("offsets")
@@ -114,23 +118,35 @@ def freeze_subtasks(request: Mapping[str, Any], lookup: TemplateLookup) -> list[
         limit = item.get("max_count", 100)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidInput("sampled_snapshots.max_count must be within 1-1000")
-        add(SubtaskType.SAMPLED_SNAPSHOT, template_id, params, interval=str(interval),
-            max_count=limit)  # fmt: skip
+        add(
+            SubtaskType.SAMPLED_SNAPSHOT,
+            template_id,
+            params,
+            interval=str(interval),
+            max_count=limit,
+        )
     for item in _list(request, "image_sprites"):
         template_id, params = _template(item, "image_sprite", lookup, 30, "image_sprites")
         add(SubtaskType.IMAGE_SPRITE, template_id, params)
     for item in _list(request, "animated_images"):
         template_id, params = _template(item, "animated_image", lookup, 40, "animated_images")
         offsets = _offsets(item, "animated_images")
-        add(SubtaskType.ANIMATED_IMAGE, template_id, params, start=offsets.get("start", "0s"),
-            end=offsets.get("end", "3s"))  # fmt: skip
+        add(
+            SubtaskType.ANIMATED_IMAGE,
+            template_id,
+            params,
+            start=offsets.get("start", "0s"),
+            end=offsets.get("end", "3s"),
+        )
     for item in _list(request, "enhancements"):
         template_id, params = _template(item, "transcode", lookup, 100030, "enhancements")
         if not params.get("enhancement"):
             raise InvalidInput("enhancements: give an enhancement object (denoise, sharpen, …)")
         add(SubtaskType.ENHANCEMENT, template_id, params)
-    for key, kind in (("content_understanding", SubtaskType.UNDERSTANDING),
-                      ("review", SubtaskType.REVIEW)):  # fmt: skip
+    for key, kind in (
+        ("content_understanding", SubtaskType.UNDERSTANDING),
+        ("review", SubtaskType.REVIEW),
+    ):
         value = request.get(key)
         if value in (None, False):
             continue

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from damselfly.errors import DamselflyError
-from damselfly.manager.api import clusters, jobs, users
+from damselfly.manager.api import clusters, jobs, media, users
 from damselfly.manager.api.deps import ManagerContext
 from damselfly.web import status_of
 
@@ -33,12 +33,13 @@ def build_app(ctx: ManagerContext) -> FastAPI:
     app = FastAPI(
         title="damselfly manager",
         version="1",
-        description="Task cache search and deletion, preheat, jobs; media tasks to come.",
+        description="Task cache search and deletion, preheat, jobs; media processing tasks.",
     )
     app.state.context = ctx
     app.include_router(users.router)
     app.include_router(clusters.router)
     app.include_router(jobs.router)
+    app.include_router(media.router)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -15,6 +15,9 @@ from damselfly.jobs.engine import JobEngine
 from damselfly.manager.auth import user_for_token
 from damselfly.manager.models import User
 
+if TYPE_CHECKING:
+    from damselfly.media.service import MediaService
+
 
 @dataclass(frozen=True, slots=True)
 class ManagerContext:
@@ -23,6 +26,7 @@ class ManagerContext:
     jobs: JobEngine
     validate: Callable[[str, Mapping[str, Any]], None]  # a job's args, before it is made
     seal: Callable[[dict[str, Any]], dict[str, Any]]  # credentials encrypted for the row
+    media: MediaService | None = None  # None: this manager does not process media
 
 
 _bearer = HTTPBearer(auto_error=False, description="A personal access token")

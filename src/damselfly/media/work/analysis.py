@@ -85,13 +85,22 @@ def scan(source: Path, args: dict[str, Any], control: Control) -> Findings:
         vgraph = agraph = None
         if video is not None:
             video.thread_type = "AUTO"
-            vgraph = _graph(video, [("scdet", f"threshold={threshold}"),
-                                    ("blackdetect", "d=0.5:pix_th=0.10"),
-                                    ("freezedetect", "n=0.003:d=1"),
-                                    ("signalstats", "")], audio=False)  # fmt: skip
+            vgraph = _graph(
+                video,
+                [
+                    ("scdet", f"threshold={threshold}"),
+                    ("blackdetect", "d=0.5:pix_th=0.10"),
+                    ("freezedetect", "n=0.003:d=1"),
+                    ("signalstats", ""),
+                ],
+                audio=False,
+            )
         if audio is not None:
-            agraph = _graph(audio, [("silencedetect", "noise=-50dB:d=0.5"),
-                                    ("ebur128", "metadata=1")], audio=True)  # fmt: skip
+            agraph = _graph(
+                audio,
+                [("silencedetect", "noise=-50dB:d=0.5"), ("ebur128", "metadata=1")],
+                audio=True,
+            )
         streams = [s for s in (video, audio) if s is not None]
         next_colour = 0.0
         for packet in inp.demux(streams):
@@ -154,16 +163,19 @@ def understand(source: Path, args: dict[str, Any], control: Control) -> dict[str
     found = scan(source, args, control)
     scenes = _scenes(found)
     lit = [
-        s for s in scenes
+        s
+        for s in scenes
         if not any(b["start"] <= s["start"] and s["end"] <= b["end"] for b in found.black)
-    ]  # fmt: skip
+    ]
     longest = max(lit or scenes, key=lambda s: s["end"] - s["start"], default=None)
     total = sum(found.colours.values()) or 1
     colours = [
-        {"rgb": "#{:02x}{:02x}{:02x}".format(*(c * 32 + 16 for c in key)),
-         "share": round(n / total, 3)}
+        {
+            "rgb": "#{:02x}{:02x}{:02x}".format(*(c * 32 + 16 for c in key)),
+            "share": round(n / total, 3),
+        }
         for key, n in found.colours.most_common(5)
-    ]  # fmt: skip
+    ]
     levels = [y for _, y in found.brightness]
     return {
         "duration": round(found.duration, 3),
@@ -196,21 +208,37 @@ def review(source: Path, args: dict[str, Any], control: Control) -> dict[str, An
         for segment in getattr(found, kind):
             length = segment["end"] - segment["start"]
             if length >= limit:
-                flags.append({"label": kind, "suggestion": level, **segment,
-                              "reason": text.format(d=length)})  # fmt: skip
+                flags.append(
+                    {"label": kind, "suggestion": level, **segment, "reason": text.format(d=length)}
+                )
     # flashing: the mean brightness swings by over 40% of the range more than 3 times a second
-    swings = [t for (t, y), (_, prev) in zip(found.brightness[1:], found.brightness, strict=False)
-              if abs(y - prev) > 0.4 * 255]  # fmt: skip
+    swings = [
+        t
+        for (t, y), (_, prev) in zip(found.brightness[1:], found.brightness, strict=False)
+        if abs(y - prev) > 0.4 * 255
+    ]
     for t in swings:
         if sum(1 for s in swings if t <= s < t + 1.0) > 3:
-            flags.append({"label": "flashing", "suggestion": "block", "start": round(t, 3),
-                          "end": round(t + 1.0, 3),
-                          "reason": "more than 3 full-screen flashes in a second"})  # fmt: skip
+            flags.append(
+                {
+                    "label": "flashing",
+                    "suggestion": "block",
+                    "start": round(t, 3),
+                    "end": round(t + 1.0, 3),
+                    "reason": "more than 3 full-screen flashes in a second",
+                }
+            )
             break
     if found.loudness is not None and not -40 <= found.loudness <= -5:
-        flags.append({"label": "loudness", "suggestion": "review", "start": 0.0,
-                      "end": round(found.duration, 3),
-                      "reason": f"integrated loudness {found.loudness} LUFS"})  # fmt: skip
+        flags.append(
+            {
+                "label": "loudness",
+                "suggestion": "review",
+                "start": 0.0,
+                "end": round(found.duration, 3),
+                "reason": f"integrated loudness {found.loudness} LUFS",
+            }
+        )
     order = {"pass": 0, "review": 1, "block": 2}
     suggestion = max((f["suggestion"] for f in flags), key=order.__getitem__, default="pass")
     return {"suggestion": suggestion, "segments": flags, "rules": "rule-based, no model"}

@@ -92,8 +92,9 @@ def snapshots(
         stream = _video(inp)
         for n, frame in enumerate(frames_at(inp, stream, times, control)):
             name = f"{stem}_{n}.{params['format']}"
-            size = encode_image(frame, staging.path(name), params["format"], params["width"],
-                                params["height"])  # fmt: skip
+            size = encode_image(
+                frame, staging.path(name), params["format"], params["width"], params["height"]
+            )
             described[name] = {**size, "time": round(float(frame.time), 3)}
     return described
 
@@ -155,8 +156,11 @@ def image_sprite(
             index = n % per_sheet
             x, y = index % params["columns"] * tw, index // params["columns"] * th
             begin, end = times[n], min(duration, times[n] + interval)
-            cues += [f"{_vtt_time(begin)} --> {_vtt_time(end)}",
-                     f"{stem}_{sheets}.{params['format']}#xywh={x},{y},{tw},{th}", ""]  # fmt: skip
+            cues += [
+                f"{_vtt_time(begin)} --> {_vtt_time(end)}",
+                f"{stem}_{sheets}.{params['format']}#xywh={x},{y},{tw},{th}",
+                "",
+            ]
             sheet_frames.append(frame)
             if len(sheet_frames) == per_sheet:
                 flush()
@@ -168,9 +172,14 @@ def image_sprite(
 
 
 def animated_image(
-    source: Path, staging: Staging, name: str, params: dict, start: float, end: float,
+    source: Path,
+    staging: Staging,
+    name: str,
+    params: dict,
+    start: float,
+    end: float,
     control: Control,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """A GIF (with a palette made for the clip) or an animated WebP of [start, end)."""
     with open_input(source, "the input") as inp:
         stream = _video(inp)
@@ -181,8 +190,12 @@ def animated_image(
                 ErrorCode.CONTENT_MALFORMED,
                 f"the animated image starts at {start:g}s, past the end of the input ({end:g}s)",
             )
-        w, h = target_size(stream.codec_context.width, stream.codec_context.height,
-                           params["width"], params["height"])  # fmt: skip
+        w, h = target_size(
+            stream.codec_context.width,
+            stream.codec_context.height,
+            params["width"],
+            params["height"],
+        )
         fps = Fraction(params["fps"]).limit_denominator(1001)
         graph = av.filter.Graph()
         src = graph.add_buffer(template=stream)

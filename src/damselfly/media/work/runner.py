@@ -91,8 +91,12 @@ class MediaRunner:
             self.service.requeue(task_id, run)
             return {"requeued": True}
         view = self.service.get(task_id)
-        self.log.info("media task finished", task_id=task_id, failed=str(view["failed"]).lower(),
-                      cost=f"{time.monotonic() - started:.3f}s")  # fmt: skip
+        self.log.info(
+            "media task finished",
+            task_id=task_id,
+            failed=str(view["failed"]).lower(),
+            cost=f"{time.monotonic() - started:.3f}s",
+        )
         self.service.changed(task_id)
         return {"task_id": task_id, "failed": view["failed"]}
 
@@ -107,6 +111,7 @@ class MediaRunner:
         try:
             source = local_input(source_spec, self.settings)
             info = probe(source, f"the input {source_spec['name']}")
+            info["source_path"] = str(source)
         except MediaFailure as exc:
             self._finish(task_id, failure=exc)
             return
@@ -134,23 +139,46 @@ class MediaRunner:
             control = Control(self.stop, report)
             try:
                 with Staging(output_dir, str(seq)) as staging:
-                    step = STEPS[kind](StepInput(source, staging, label, spec,
-                                                 float(info["duration"]), control))  # fmt: skip
+                    step = STEPS[kind](
+                        StepInput(source, staging, label, spec, float(info["duration"]), control)
+                    )
                     outputs = staging.commit(step.described)
-                self._subtask(task_id, seq, status=SubtaskStatus.SUCCESS, progress=100,
-                              outputs=outputs, result=step.result, finish_at=utcnow())  # fmt: skip
+                self._subtask(
+                    task_id,
+                    seq,
+                    status=SubtaskStatus.SUCCESS,
+                    progress=100,
+                    outputs=outputs,
+                    result=step.result,
+                    finish_at=utcnow(),
+                )
             except Cancelled:
                 raise
             except MediaFailure as exc:
-                self._subtask(task_id, seq, status=SubtaskStatus.FAIL, error_code=exc.code,
-                              message=str(exc), finish_at=utcnow())  # fmt: skip
+                self._subtask(
+                    task_id,
+                    seq,
+                    status=SubtaskStatus.FAIL,
+                    error_code=exc.code,
+                    message=str(exc),
+                    finish_at=utcnow(),
+                )
             except Exception as exc:  # a bug: the subtask fails with the trace in the log
-                self.log.error("media subtask crashed", task_id=task_id, seq=seq,
-                               error=f"{exc}", trace=traceback.format_exc())  # fmt: skip
-                self._subtask(task_id, seq, status=SubtaskStatus.FAIL,
-                              error_code=ErrorCode.INTERNAL,
-                              message=f"internal error: {type(exc).__name__}: {exc}",
-                              finish_at=utcnow())  # fmt: skip
+                self.log.error(
+                    "media subtask crashed",
+                    task_id=task_id,
+                    seq=seq,
+                    error=f"{exc}",
+                    trace=traceback.format_exc(),
+                )
+                self._subtask(
+                    task_id,
+                    seq,
+                    status=SubtaskStatus.FAIL,
+                    error_code=ErrorCode.INTERNAL,
+                    message=f"internal error: {type(exc).__name__}: {exc}",
+                    finish_at=utcnow(),
+                )
             self.service.changed(task_id)
         self._finish(task_id)
 

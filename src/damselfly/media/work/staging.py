@@ -47,9 +47,14 @@ class Staging:
             elif final.suffix == ".ts":
                 mime = "video/mp2t"
             outputs.append(
-                {"path": str(final), "name": final.name, "size": size, "mime_type": mime,
-                 **describe.get(staged.name, {})}
-            )  # fmt: skip
+                {
+                    "path": str(final),
+                    "name": final.name,
+                    "size": size,
+                    "mime_type": mime,
+                    **describe.get(staged.name, {}),
+                }
+            )
         # the index files go last; list them first, as the subtask's main output
         return sorted(outputs, key=lambda o: Path(o["name"]).suffix not in _LAST[:1])
 

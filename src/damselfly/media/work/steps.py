@@ -46,8 +46,11 @@ def _transcode(step: StepInput) -> StepOutput:
 
 def _snapshot(step: StepInput) -> StepOutput:
     times = [_seconds(o, step.duration) for o in step.spec["args"]["offsets"]]
-    return StepOutput(images.snapshots(step.source, step.staging, step.label,
-                                       step.spec["params"], times, step.control))  # fmt: skip
+    return StepOutput(
+        images.snapshots(
+            step.source, step.staging, step.label, step.spec["params"], times, step.control
+        )
+    )
 
 
 def _sampled(step: StepInput) -> StepOutput:
@@ -55,21 +58,33 @@ def _sampled(step: StepInput) -> StepOutput:
     interval = max(0.04, _seconds(args["interval"], step.duration))
     count = min(args["max_count"], max(1, int(step.duration / interval) + 1))
     times = [i * interval for i in range(count) if i * interval < max(step.duration, 0.001)]
-    return StepOutput(images.snapshots(step.source, step.staging, step.label,
-                                       step.spec["params"], times, step.control))  # fmt: skip
+    return StepOutput(
+        images.snapshots(
+            step.source, step.staging, step.label, step.spec["params"], times, step.control
+        )
+    )
 
 
 def _sprite(step: StepInput) -> StepOutput:
-    return StepOutput(images.image_sprite(step.source, step.staging, step.label,
-                                          step.spec["params"], step.control))  # fmt: skip
+    return StepOutput(
+        images.image_sprite(
+            step.source, step.staging, step.label, step.spec["params"], step.control
+        )
+    )
 
 
 def _animated(step: StepInput) -> StepOutput:
     params, args = step.spec["params"], step.spec["args"]
     name = f"{step.label}.{params['format']}"
-    facts = images.animated_image(step.source, step.staging, name, params,
-                                  _seconds(args["start"], step.duration),
-                                  _seconds(args["end"], step.duration), step.control)  # fmt: skip
+    facts = images.animated_image(
+        step.source,
+        step.staging,
+        name,
+        params,
+        _seconds(args["start"], step.duration),
+        _seconds(args["end"], step.duration),
+        step.control,
+    )
     return StepOutput({name: facts})
 
 

@@ -97,10 +97,16 @@ def _open_output(path: Path, params: dict[str, Any], segment_seconds: float) -> 
     if params["container"] == "hls":
         pattern = str(path.with_name(path.stem + "_%05d.ts"))
         return av.open(
-            str(path), "w", format="hls",
-            options={"hls_time": f"{segment_seconds:g}", "hls_playlist_type": "vod",
-                     "hls_list_size": "0", "hls_segment_filename": pattern},
-        )  # fmt: skip
+            str(path),
+            "w",
+            format="hls",
+            options={
+                "hls_time": f"{segment_seconds:g}",
+                "hls_playlist_type": "vod",
+                "hls_list_size": "0",
+                "hls_segment_filename": pattern,
+            },
+        )
     if params["container"] == "webm":
         return av.open(str(path), "w", format="webm")
     return av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
@@ -147,8 +153,12 @@ def transcode(
             vout = aout = vgraph = agraph = None
             if vin is not None:
                 assert fps is not None
-                size = target_size(vin.codec_context.width, vin.codec_context.height,
-                                   params["width"], params["height"])  # fmt: skip
+                size = target_size(
+                    vin.codec_context.width,
+                    vin.codec_context.height,
+                    params["width"],
+                    params["height"],
+                )
                 vgraph = _graph(vin, _video_filters(params, size, fps), audio=False)
                 vout = out.add_stream(VIDEO_CODECS[params["video_codec"]], rate=fps)
                 vout.width, vout.height, vout.pix_fmt = size[0], size[1], "yuv420p"
@@ -166,15 +176,15 @@ def transcode(
                 vout.options = options
             if ain is not None:
                 agraph = _graph(ain, _audio_filters(params), audio=True)
-                aout = out.add_stream(AUDIO_CODECS[params["audio_codec"]],
-                                      rate=params["sample_rate"])  # fmt: skip
+                aout = out.add_stream(
+                    AUDIO_CODECS[params["audio_codec"]], rate=params["sample_rate"]
+                )
                 aout.layout = "mono" if params["channels"] == 1 else "stereo"
                 aout.bit_rate = params["audio_bitrate"] * 1000
             if start:
                 inp.seek(int(start / av.time_base), backward=True)
             streams = [s for s in (vin, ain) if s is not None]
-            _pump(inp, streams, vin, vgraph, vout, agraph, aout, out, control, start, stop_at,
-                  span)  # fmt: skip
+            _pump(inp, streams, vin, vgraph, vout, agraph, aout, out, control, start, stop_at, span)
             for graph, stream in ((vgraph, vout), (agraph, aout)):
                 if graph is not None:
                     graph.push(None)

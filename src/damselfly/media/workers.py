@@ -1,0 +1,56 @@
+"""Starting media processing: its job engine and queue, the service, and the workers.
+
+Media tasks have their own queue (`damselfly-media`), so a long transcode never holds
+up a delete_task, and their own worker count (half the cores by default).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from damselfly.jobs.engine import JobEngine
+from damselfly.jobs.queue import EmbeddedConsumer, make_queue, start_consumer
+from damselfly.logs import EventLog
+from damselfly.media.service import MediaService
+from damselfly.media.work.runner import MediaRunner
+from damselfly.settings import MediaSettings
+
+
+@dataclass
+class MediaWorkers:
+    service: MediaService
+    engine: JobEngine
+    consumer: EmbeddedConsumer | None
+    stop: threading.Event
+    recovered: tuple[int, int]
+
+    def close(self) -> None:
+        """Cancel running tasks at their next frame (they go back to the queue), then stop."""
+        self.stop.set()
+        if self.consumer is not None:
+            self.consumer.stop(graceful=True)
+
+
+def start_media(
+    sessions: sessionmaker[Session],
+    settings: MediaSettings,
+    *,
+    redis_url: str | None,
+    queue_dir: Path,
+    log: EventLog,
+) -> MediaWorkers:
+    queue = make_queue("damselfly-media", redis_url=redis_url, data_dir=queue_dir)
+    engine = JobEngine(sessions, queue, {}, log)
+    service = MediaService(sessions, engine, settings)
+    stop = threading.Event()
+    engine.types.update(MediaRunner(sessions, service, settings, log, stop).job_types())
+    for root in (*settings.output_roots, settings.uploads):
+        root.mkdir(parents=True, exist_ok=True)
+    # only a process that runs workers recovers: it is the one whose tasks were cut short
+    recovered = engine.recover() if settings.workers else (0, 0)
+    consumer = start_consumer(queue, settings.workers) if settings.workers else None
+    return MediaWorkers(service, engine, consumer, stop, recovered)
