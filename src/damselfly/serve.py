@@ -1,8 +1,9 @@
 """`damselfly serve`: the embedded deployment, everything in one process.
 
 The manager (API over SQLite, job workers), one scheduler in cluster "default"
-(registered with the manager directly) and one seed peer whose local socket is
-`<data-dir>/peer.sock`, so `damselfly get` on this machine goes through it.
+(registered with the manager directly), one seed peer whose local socket is
+`<data-dir>/peer.sock`, so `damselfly get` on this machine goes through it, and media
+workers that fetch URL inputs through that same peer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from damselfly.manager.models import Scheduler, SchedulerCluster
 from damselfly.manager.service import Manager, prepare, start_server
 from damselfly.peer.daemon import Daemon
 from damselfly.scheduler.server import start_scheduler
-from damselfly.settings import ManagerSettings, PeerSettings, SchedulerSettings
+from damselfly.settings import ManagerSettings, MediaSettings, PeerSettings, SchedulerSettings
 
 DEFAULT_CLUSTER = "default"
 
@@ -54,8 +55,9 @@ async def run(
     manager_settings: ManagerSettings,
     scheduler_settings: SchedulerSettings,
     peer_settings: PeerSettings,
+    media_settings: MediaSettings,
 ) -> None:
-    manager = prepare(manager_settings)
+    manager = prepare(manager_settings, media_settings)
     scheduler = None
     daemon = None
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from damselfly.cli.options import default_data_dir
+from damselfly.cli.options import default_data_dir, media_settings
 from damselfly.errors import DamselflyError
 from damselfly.settings import ManagerSettings
 
@@ -35,6 +35,18 @@ def manager(
     registry_ca_cert: Path | None = typer.Option(
         None, "--registry-ca-cert", help="CA bundle for HTTPS registries (image jobs)."
     ),
+    media_input_root: list[Path] | None = typer.Option(
+        None, "--media-input-root", help="Media tasks may read input paths here; repeatable."
+    ),
+    media_output_root: list[Path] | None = typer.Option(
+        None, "--media-output-root", help="Media outputs go under here; repeatable."
+    ),
+    media_workers: int | None = typer.Option(
+        None, "--media-workers", help="Media tasks run at once here (0: none; `damselfly worker`)."
+    ),
+    peer_endpoint: Path | None = typer.Option(
+        None, "--peer-endpoint", help="Peer daemon socket that fetches URL inputs (P2P cache)."
+    ),
 ) -> None:
     if registry_ca_cert is not None and not registry_ca_cert.is_file():
         raise DamselflyError(f"CA bundle {registry_ca_cert} does not exist")
@@ -47,10 +59,17 @@ def manager(
         job_workers=job_workers,
         registry_ca_cert=registry_ca_cert,
     )
+    media = media_settings(
+        settings.data_dir,
+        media_input_root,
+        media_output_root,
+        media_workers,
+        peer_endpoint=peer_endpoint,
+    )
     from damselfly.manager.service import prepare, serve
 
     try:
-        running = prepare(settings)
+        running = prepare(settings, media)
     except Exception as exc:  # SQLAlchemy and driver errors: say which database failed
         if isinstance(exc, DamselflyError):
             raise

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from damselfly.errors import InvalidInput
 from damselfly.ids import DEFAULT_FILTERED_QUERY_PARAMS
+from damselfly.settings import MediaSettings
 
 
 def default_data_dir() -> Path:
@@ -30,3 +31,29 @@ def parse_headers(values: list[str] | None) -> dict[str, str]:
             raise InvalidInput(f"invalid header {value!r}: use -H 'Name: value'")
         headers[name.strip()] = content.strip()
     return headers
+
+
+def media_settings(
+    data_dir: Path,
+    input_roots: list[Path] | None,
+    output_roots: list[Path] | None,
+    workers: int | None,
+    *,
+    peer_endpoint: Path | None,
+) -> MediaSettings:
+    """Media settings from CLI options; roots default to <data-dir>/media/{input,output}."""
+    for root in (*(input_roots or []), *(output_roots or [])):
+        if root.exists() and not root.is_dir():
+            raise InvalidInput(f"media root {root} is not a directory")
+    inputs = tuple(p.resolve() for p in input_roots or [data_dir / "media" / "input"])
+    outputs = tuple(p.resolve() for p in output_roots or [data_dir / "media" / "output"])
+    for root in (*inputs, *outputs):
+        root.mkdir(parents=True, exist_ok=True)
+    extra = {} if workers is None else {"workers": workers}
+    return MediaSettings(
+        data_dir=data_dir,
+        input_roots=inputs,
+        output_roots=outputs,
+        peer_endpoint=peer_endpoint,
+        **extra,
+    )

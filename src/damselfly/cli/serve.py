@@ -7,11 +7,16 @@ from pathlib import Path
 
 import typer
 
-from damselfly.cli.options import default_data_dir
+from damselfly.cli.options import default_data_dir, media_settings
 from damselfly.errors import DamselflyError
-from damselfly.settings import ManagerSettings, PeerSettings, SchedulerSettings
+from damselfly.settings import (
+    ManagerSettings,
+    PeerSettings,
+    SchedulerSettings,
+    default_endpoint,
+)
 
-HELP = """Run everything on this machine: the manager (API), a scheduler and a seed peer, over SQLite in one data directory.
+HELP = """Run everything on this machine: the manager (API), a scheduler, a seed peer and media workers, over SQLite in one data directory.
 
 Prints where the API is and how to log in. Other hosts join with `damselfly peer --scheduler URL`.
 """  # noqa: E501
@@ -25,6 +30,19 @@ def serve(
         8002, "--scheduler-port", help="Scheduler port (0: any free port)."
     ),
     peer_port: int = typer.Option(0, "--peer-port", help="Seed peer upload port (0: any)."),
+    media_input_root: list[Path] | None = typer.Option(
+        None,
+        "--media-input-root",
+        help="Media tasks may read input paths here; repeatable (default <data-dir>/media/input).",
+    ),
+    media_output_root: list[Path] | None = typer.Option(
+        None,
+        "--media-output-root",
+        help="Media outputs go under here; repeatable (default <data-dir>/media/output).",
+    ),
+    media_workers: int | None = typer.Option(
+        None, "--media-workers", help="Media tasks run at once (default: half the cores)."
+    ),
 ) -> None:
     data_dir = data_dir or default_data_dir()
     overrides = {"ip": "127.0.0.1"} if listen == "127.0.0.1" else {}
@@ -33,10 +51,17 @@ def serve(
     )
     scheduler = SchedulerSettings(data_dir=data_dir, listen=listen, port=scheduler_port)
     manager = ManagerSettings(data_dir=data_dir, listen=listen, port=port)
+    media = media_settings(
+        data_dir,
+        media_input_root,
+        media_output_root,
+        media_workers,
+        peer_endpoint=default_endpoint(data_dir),
+    )
     from damselfly.serve import run
 
     try:
-        asyncio.run(run(manager, scheduler, peer))
+        asyncio.run(run(manager, scheduler, peer, media))
     except OSError as exc:
         raise DamselflyError(
             f"cannot start: {exc}; another damselfly may be running, or choose other "

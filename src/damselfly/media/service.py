@@ -241,7 +241,7 @@ class MediaService:
             raise InvalidInput("the request must be a JSON object")
         source = self._input(request.get("input"))
         output_dir = under_roots(
-            request.get("output_dir") or "/", self.settings.output_roots, "output_dir"
+            request.get("output_dir") or "/", self.settings.output_roots, "output_dir", bucket=True
         )
         subtasks = freeze_subtasks(request, self.template)
         priority = check_priority(request.get("priority", 0))
