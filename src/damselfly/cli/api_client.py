@@ -81,3 +81,70 @@ class ManagerClient:
             job = self.call("GET", f"/api/v1/jobs/{job['id']}")
             on_update(job)
         return job
+
+    def upload(self, path: str, source: Path, on_bytes: Callable[[int], None]) -> Any:
+        """PUT a local file as the request body, in chunks; the JSON answer."""
+
+        def chunks() -> Any:
+            with source.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    on_bytes(len(chunk))
+                    yield chunk
+
+        return self._raw(
+            "PUT",
+            path,
+            body=chunks(),
+            headers={"Content-Length": str(source.stat().st_size)},
+            json_answer=True,
+        )
+
+    def download(self, path: str, target: Path, on_bytes: Callable[[int], None]) -> None:
+        """GET into `target`, written under a temporary name and renamed when whole."""
+        partial = target.with_name(f".{target.name}.part")
+        resp = self._raw("GET", path, preload=False)
+        try:
+            with partial.open("wb") as out:
+                for chunk in resp.stream(1 << 20):
+                    out.write(chunk)
+                    on_bytes(len(chunk))
+            partial.replace(target)
+        finally:
+            resp.release_conn()
+            partial.unlink(missing_ok=True)
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict | None = None,
+        preload: bool = True,
+        json_answer: bool = False,
+    ) -> Any:
+        try:
+            resp = self.http.request(
+                method,
+                self.base_url + path,
+                body=body,
+                preload_content=preload,
+                headers={"Authorization": f"Bearer {self.token}", **(headers or {})},
+                timeout=urllib3.Timeout(connect=5, read=300),
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise DamselflyError(
+                f"cannot reach the manager at {self.base_url} ({exc}); is it running?"
+            ) from None
+        if resp.status >= 400:
+            raw = resp.data if preload else resp.read()
+            try:
+                data = json.loads(raw)
+            except (ValueError, TypeError):
+                data = {}
+            data = data if isinstance(data, dict) else {}
+            raise RemoteError(
+                str(data.get("code") or f"HTTP{resp.status}"),
+                f"the manager refused: {data.get('message') or resp.status}",
+            )
+        return json.loads(resp.data) if json_answer else resp

@@ -10,6 +10,7 @@ import typer
 from damselfly.cli import get as get_cmd
 from damselfly.cli import jobs as jobs_cmd
 from damselfly.cli import manager as manager_cmd
+from damselfly.cli import media as media_cmd
 from damselfly.cli import peer as peer_cmd
 from damselfly.cli import preheat as preheat_cmd
 from damselfly.cli import scheduler as scheduler_cmd
@@ -37,6 +38,7 @@ def build_app() -> typer.Typer:
     app.command("preheat", help=preheat_cmd.HELP)(preheat_cmd.preheat)
     app.add_typer(tasks_cmd.app, name="task")
     app.add_typer(jobs_cmd.app, name="jobs")
+    app.add_typer(media_cmd.app, name="media")
     return app
 
 
