@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from damselfly.errors import InvalidInput
@@ -42,7 +43,11 @@ class Offset:
         return duration * self.value / 100 if self.percent else self.value
 
     def __str__(self) -> str:
-        return f"{self.value:g}{'%' if self.percent else 's'}"
+        # positional digits of the shortest repr: exact, and never 1e-05 (not an offset)
+        digits = f"{Decimal(repr(self.value)):f}"
+        if "." in digits:
+            digits = digits.rstrip("0").rstrip(".")
+        return f"{digits}{'%' if self.percent else 's'}"
 
 
 TemplateLookup = Callable[[int, str], Template]  # (template ID, kind) -> template

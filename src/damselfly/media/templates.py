@@ -30,10 +30,11 @@ def _number(value: Any, name: str, low: float, high: float, *, integer: bool = T
     return value
 
 
-def _choice(value: Any, name: str, allowed: tuple[str, ...] | Mapping[str, Any]) -> str:
+def _choice(value: Any, name: str, allowed: tuple[Any, ...] | Mapping[str, Any]) -> Any:
     if value not in allowed:
-        raise InvalidInput(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
-    return str(value)
+        shown = ", ".join(str(a) for a in allowed)
+        raise InvalidInput(f"{name} must be one of {shown}, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
