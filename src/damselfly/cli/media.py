@@ -152,11 +152,16 @@ def _follow(client: ManagerClient, task: dict[str, Any], console: Console) -> di
     return task
 
 
+def _when(iso: str | None) -> str:
+    """2026-11-23T03:22:05.123+00:00 → 2026-11-23 03:22:05 (UTC)."""
+    return iso[:19].replace("T", " ") if iso else ""
+
+
 def _print_task(task: dict[str, Any], console: Console) -> None:
     state = task["status"] + (" (failed)" if task["failed"] else "")
     console.print(
         f"[bold]{task['task_id']}[/bold] {state}  run {task['run']}  "
-        f"created {task['created_at']}  finished {task['finish_at'] or '-'}"
+        f"created {_when(task['created_at'])}  finished {_when(task['finish_at']) or '-'}"
     )
     info = task.get("media_info") or {}
     if info:
@@ -186,8 +191,8 @@ def _print_task(task: dict[str, Any], console: Console) -> None:
             sub["type"],
             sub["status"],
             f"{sub['progress']}%",
-            sub["begin_at"] or "",
-            sub["finish_at"] or "",
+            _when(sub["begin_at"]),
+            _when(sub["finish_at"]),
             detail,
         )
     console.print(table)
@@ -216,12 +221,13 @@ def list_tasks(
         "GET", f"/api/v1/media/tasks?{urlencode(query)}"
     )
     table = Table(title=f"{answer['total']} task(s)")
-    for column in ("Task ID", "Status", "Progress", "Created at", "Finished at"):
+    table.add_column("Task ID", no_wrap=True)
+    for column in ("Status", "Progress", "Created at", "Finished at"):
         table.add_column(column)
     for t in answer["tasks"]:
         state = t["status"] + (" (failed)" if t["failed"] else "")
         table.add_row(
-            t["task_id"], state, f"{t['progress']}%", t["created_at"], t["finish_at"] or ""
+            t["task_id"], state, f"{t['progress']}%", _when(t["created_at"]), _when(t["finish_at"])
         )
     Console().print(table)
 
