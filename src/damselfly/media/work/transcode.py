@@ -17,6 +17,7 @@ import av
 from damselfly.media.states import ErrorCode
 from damselfly.media.templates import AUDIO_CODECS, VIDEO_CODECS
 from damselfly.media.work.control import Control, MediaFailure
+from damselfly.media.work.encoder import EncoderThread
 from damselfly.media.work.probe import open_input, probe
 from damselfly.media.work.staging import Staging
 
@@ -184,13 +185,29 @@ def transcode(
             if start:
                 inp.seek(int(start / av.time_base), backward=True)
             streams = [s for s in (vin, ain) if s is not None]
-            _pump(inp, streams, vin, vgraph, vout, agraph, aout, out, control, start, stop_at, span)
-            for graph, stream in ((vgraph, vout), (agraph, aout)):
-                if graph is not None:
-                    graph.push(None)
-                    for frame in _drain(graph):
-                        out.mux(stream.encode(frame))
-                    out.mux(stream.encode(None))
+            encoder = EncoderThread(out, [s for s in (vout, aout) if s is not None])
+            try:
+                _pump(
+                    inp,
+                    streams,
+                    vin,
+                    (vgraph, vout),
+                    (agraph, aout),
+                    encoder,
+                    control,
+                    start,
+                    stop_at,
+                    span,
+                )
+                for graph, stream in ((vgraph, vout), (agraph, aout)):
+                    if graph is not None:
+                        graph.push(None)
+                        for frame in _drain(graph):
+                            encoder.put(stream, frame)
+            except BaseException:
+                encoder.abandon()
+                raise
+            encoder.close()
         except av.error.FFmpegError as exc:
             raise MediaFailure(
                 ErrorCode.CONTENT_MALFORMED, f"the input could not be transcoded: {exc}"
@@ -201,34 +218,28 @@ def transcode(
     return _describe(out_path)
 
 
-def _pump(inp, streams, vin, vgraph, vout, agraph, aout, out, control, start, stop_at, span):
-    """Decode both streams in file order, filter, encode, mux; trim to [start, stop_at)."""
-    shift_video = shift_audio = None
+def _pump(inp, streams, vin, video, audio, encoder, control, start, stop_at, span) -> None:
+    """Decode both streams in file order and filter them; trim to [start, stop_at)."""
+    shifts: dict[int, int] = {}
     for packet in inp.demux(streams):
         try:
             frames = packet.decode()
         except av.error.InvalidDataError:
             continue  # one damaged packet: FFmpeg conceals it, so do we
+        is_video = packet.stream is vin
+        graph, stream = video if is_video else audio
         for frame in frames:
             control.check()
             t = frame.time
-            if t is None or t < start:
+            if t is None or t < start or (stop_at and t >= stop_at):
                 continue
-            if stop_at and t >= stop_at:
-                continue
-            if packet.stream is vin:
-                shift_video = shift_video if shift_video is not None else frame.pts
-                frame.pts -= shift_video
-                vgraph.push(frame)
-                for out_frame in _drain(vgraph):
-                    out.mux(vout.encode(out_frame))
+            # timestamps start at 0 in the output, each stream from its own first frame
+            frame.pts -= shifts.setdefault(packet.stream.index, frame.pts)
+            graph.push(frame)
+            for out_frame in _drain(graph):
+                encoder.put(stream, out_frame)
+            if is_video or vin is None:
                 control.progress(100 * (t - start) / span)
-            else:
-                shift_audio = shift_audio if shift_audio is not None else frame.pts
-                frame.pts -= shift_audio
-                agraph.push(frame)
-                for out_frame in _drain(agraph):
-                    out.mux(aout.encode(out_frame))
 
 
 def _describe(path: Path) -> dict[str, Any]:
