@@ -11,8 +11,9 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import urllib3
@@ -344,3 +345,101 @@ def test_cli_submit_show_download(server: MediaServer, tmp_path: Path) -> None:
     assert "Traceback" not in refused.stderr
     bad = run_damselfly("media", "submit", str(tmp_path / "missing.mp4"), *common)
     assert bad.returncode == 1 and "not a URL, a local file" in bad.stderr
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """Records webhook calls; answers 500 to the first when `refuse_first` is set."""
+
+    calls: ClassVar[list[dict[str, Any]]] = []
+    refuse_first: ClassVar[bool] = True
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        cls = type(self)
+        cls.calls.append({"headers": dict(self.headers), "body": json.loads(body)})
+        refuse = cls.refuse_first and len(cls.calls) == 1
+        self.send_response(500 if refuse else 204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_webhooks_are_signed_retried_and_sent_on_finish_or_change(server: MediaServer) -> None:
+    _Receiver.calls, _Receiver.refuse_first = [], True
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    try:
+        body = {"input": {"path": "clip.mp4"}, "snapshots": [{"offsets": ["1s"]}],
+                "sampled_snapshots": [{"interval": "50%"}]}  # fmt: skip
+        on_finish = server.create({**body, "notify": {"url": url, "key": "k1"}})
+        server.wait(on_finish["task_id"])
+        assert wait_for(lambda: len(_Receiver.calls) >= 2, timeout=10)  # refused once, retried
+        first, retried = _Receiver.calls[:2]
+        assert first["body"] == retried["body"]
+        stamp = retried["headers"]["X-Damselfly-Timestamp"]
+        expected = hashlib.md5((stamp + "k1").encode()).hexdigest()
+        assert retried["headers"]["X-Damselfly-Signature"] == expected
+        assert retried["body"]["event"] == "task_finished"
+        assert retried["body"]["task"]["request"]["notify"]["key"] == "******"
+        assert server.task(on_finish["task_id"])["request"]["notify"]["key"] == "******"
+
+        _Receiver.calls, _Receiver.refuse_first = [], False
+        on_change = server.create({**body, "notify": {"url": url, "mode": "change", "key": "k2"}})
+        server.wait(on_change["task_id"])
+        assert wait_for(
+            lambda: (
+                bool(_Receiver.calls) and _Receiver.calls[-1]["body"]["event"] == "task_finished"
+            ),
+            10,
+        )
+        events = [c["body"] for c in _Receiver.calls]
+        states = [(e["task"]["status"], [s["status"] for s in e["task"]["subtasks"]])
+                  for e in events]  # fmt: skip
+        assert states[0] == ("WAITING", ["WAITING", "WAITING"])
+        assert ("PROCESSING", ["SUCCESS", "PROCESSING"]) in states
+        assert states[-1] == ("FINISH", ["SUCCESS", "SUCCESS"])
+        assert len(states) == len(set(map(str, states))), "progress ticks are not changes"
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+def test_a_file_arriving_in_a_workflow_directory_becomes_one_task(server: MediaServer) -> None:
+    status, flow = server.call(
+        "POST",
+        "/workflows",
+        {
+            "name": "drop",
+            "watch_dir": "drop",
+            "request": {"output_dir": "/from-drop/", "transcodes": [{"template_id": 100010}]},
+        },
+    )
+    assert status == 200, flow
+    assert server.call("POST", "/workflows", {"name": "bad", "watch_dir": "/etc",
+                                              "request": {}})[0] == 422  # fmt: skip
+    drop = Path(flow["watch_dir"])
+    clip = (server.inputs / "clip.mp4").read_bytes()
+    (drop / ".incoming.part").write_bytes(clip)  # written under a hidden name ...
+    (drop / ".incoming.part").rename(drop / "one.mp4")  # ... and renamed: now it arrived
+    resp = server.http.request(
+        "PUT", f"{server.manager.url}/api/v1/media/workflows/{flow['id']}/uploads?name=two.mp4",
+        body=clip, headers={"Authorization": f"Bearer {server.token}"},
+    )  # fmt: skip
+    assert resp.status == 200
+
+    def two_tasks() -> bool:
+        return server.call("GET", "/tasks")[1]["total"] == 2
+
+    assert wait_for(two_tasks, timeout=20)
+    tasks = server.call("GET", "/tasks")[1]["tasks"]
+    assert {t["input"]["name"] for t in tasks} == {"one.mp4", "two.mp4"}
+    assert {t["workflow_id"] for t in tasks} == {flow["id"]}
+    for t in tasks:
+        done = server.wait(t["task_id"])
+        assert not done["failed"] and "/from-drop/" in done["output_dir"]
+    server.manager.stop()
+    server.manager = server.start()
+    time.sleep(2.5)  # two looks of the watcher: nothing new may appear
+    assert server.call("GET", "/tasks")[1]["total"] == 2

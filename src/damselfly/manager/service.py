@@ -91,6 +91,7 @@ def prepare(settings: ManagerSettings, media: MediaSettings | None = None) -> Ma
         task_jobs.validate,
         box.seal,
         workers.service if workers else None,
+        workers.workflows if workers else None,
     )
     return Manager(context, consumer, log, lines, workers)
 

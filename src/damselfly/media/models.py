@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from damselfly.database import Base
@@ -73,3 +73,33 @@ class MediaTemplate(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MediaWorkflow(Base):
+    """A watched input directory bound to subtasks: a file arriving there becomes a task."""
+
+    __tablename__ = "media_workflows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    watch_dir: Mapped[str] = mapped_column(Text)  # under an input root
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)  # a task request without input
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MediaWorkflowFile(Base):
+    """A file a workflow has turned into a task (so a restart does not do it twice)."""
+
+    __tablename__ = "media_workflow_files"
+
+    workflow_id: Mapped[int] = mapped_column(
+        ForeignKey("media_workflows.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    task_id: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

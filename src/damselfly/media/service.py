@@ -93,6 +93,7 @@ def task_view(task: MediaTask, *, detail: bool = True) -> dict[str, Any]:
         "priority": task.priority,
         "session_id": task.session_id,
         "session_context": task.session_context,
+        "workflow_id": task.workflow_id,
         "run": task.run,
         "restarts": task.run - 1,
         "created_at": _iso(task.created_at),
@@ -102,7 +103,7 @@ def task_view(task: MediaTask, *, detail: bool = True) -> dict[str, Any]:
     }
     if detail:
         view.update(
-            request=task.request,
+            request=_masked(task.request),
             media_info=task.media_info,
             history=task.history,
             subtasks=[subtask_view(s) for s in task.subtasks],
@@ -311,6 +312,12 @@ class MediaService:
             session.execute(update(MediaTask).where(MediaTask.id == task_id).values(job_id=job.id))
         self.changed(task_id)
 
+    def webhook_key(self, task_id: str) -> str | None:
+        with self.sessions() as session:
+            task = session.get(MediaTask, task_id)
+            notify = (task.request.get("notify") or {}) if task is not None else {}
+        return notify.get("key")
+
     def cached_input(self, task_id: str) -> Path | None:
         """Where a URL input was fetched to on this machine, once a worker has run."""
         with self.sessions() as session:
@@ -487,6 +494,14 @@ class MediaService:
                 _reset(sub)
             priority = task.priority
         self._submit(task_id, run, priority)
+
+
+def _masked(request: dict[str, Any]) -> dict[str, Any]:
+    """The frozen request as users see it: a webhook key is a secret."""
+    notify = request.get("notify")
+    if notify and notify.get("key"):
+        return {**request, "notify": {**notify, "key": "******"}}
+    return request
 
 
 def _custom(row: MediaTemplate) -> Template:

@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from damselfly.jobs.engine import JobEngine
 from damselfly.jobs.queue import EmbeddedConsumer, make_queue, start_consumer
 from damselfly.logs import EventLog
+from damselfly.media.notify import Notifier
 from damselfly.media.service import MediaService
 from damselfly.media.work.runner import MediaRunner
+from damselfly.media.workflows import Watcher, Workflows
 from damselfly.settings import MediaSettings
 
 
@@ -27,12 +29,18 @@ class MediaWorkers:
     consumer: EmbeddedConsumer | None
     stop: threading.Event
     recovered: tuple[int, int]
+    workflows: Workflows
+    watcher: Watcher | None
+    notifier: Notifier
 
     def close(self) -> None:
         """Cancel running tasks at their next frame (they go back to the queue), then stop."""
         self.stop.set()
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.consumer is not None:
             self.consumer.stop(graceful=True)
+        self.notifier.close()
 
 
 def start_media(
@@ -42,7 +50,9 @@ def start_media(
     redis_url: str | None,
     queue_dir: Path,
     log: EventLog,
+    watch: bool = True,
 ) -> MediaWorkers:
+    """The media engine, service and workers; `watch` also runs the workflow watcher."""
     queue = make_queue("damselfly-media", redis_url=redis_url, data_dir=queue_dir)
     engine = JobEngine(sessions, queue, {}, log)
     service = MediaService(sessions, engine, settings)
@@ -52,5 +62,9 @@ def start_media(
         root.mkdir(parents=True, exist_ok=True)
     # only a process that runs workers recovers: it is the one whose tasks were cut short
     recovered = engine.recover() if settings.workers else (0, 0)
+    notifier = Notifier(settings.webhook_key, log, service.webhook_key)
+    service.subscribe(notifier.on_change)
+    workflows = Workflows(sessions, service)
+    watcher = Watcher(workflows, log).start() if watch else None
     consumer = start_consumer(queue, settings.workers) if settings.workers else None
-    return MediaWorkers(service, engine, consumer, stop, recovered)
+    return MediaWorkers(service, engine, consumer, stop, recovered, workflows, watcher, notifier)

@@ -17,6 +17,7 @@ from damselfly.manager.models import User
 
 if TYPE_CHECKING:
     from damselfly.media.service import MediaService
+    from damselfly.media.workflows import Workflows
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,7 @@ class ManagerContext:
     validate: Callable[[str, Mapping[str, Any]], None]  # a job's args, before it is made
     seal: Callable[[dict[str, Any]], dict[str, Any]]  # credentials encrypted for the row
     media: MediaService | None = None  # None: this manager does not process media
+    workflows: Workflows | None = None
 
 
 _bearer = HTTPBearer(auto_error=False, description="A personal access token")

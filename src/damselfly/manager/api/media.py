@@ -24,6 +24,7 @@ from damselfly.errors import InvalidInput, NotFound
 from damselfly.manager.api.deps import DB, ManagerContext, Reader, Root, context, current_user
 from damselfly.manager.models import User
 from damselfly.media.service import MediaService
+from damselfly.media.workflows import Workflows
 
 router = APIRouter(prefix="/api/v1/media", tags=["media"])
 Ctx = Annotated[ManagerContext, Depends(context)]
@@ -86,16 +87,7 @@ async def upload(svc: Media, _: Root, request: Request, name: str = Query(max_le
     upload_id = secrets.token_hex(12)
     folder = svc.settings.uploads / upload_id
     folder.mkdir(parents=True)
-    partial = folder / f".{clean}.part"
-    size = 0
-    with partial.open("wb") as out:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > _UPLOAD_LIMIT:
-                partial.unlink()
-                raise InvalidInput("uploads are limited to 64 GiB")
-            await asyncio.to_thread(out.write, chunk)
-    partial.rename(folder / clean)  # an interrupted upload never looks whole
+    size = await _receive(request, folder / f".{clean}.part", folder / clean)
     return {"upload_id": upload_id, "name": clean, "size": size}
 
 
@@ -280,3 +272,68 @@ async def _json(request: Request) -> Any:
         return await request.json()
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("the request body must be JSON") from None
+
+
+def workflows(ctx: Ctx) -> Workflows:
+    if ctx.workflows is None:
+        raise HTTPException(404, "media processing is not enabled on this manager")
+    return ctx.workflows
+
+
+Flows = Annotated[Workflows, Depends(workflows)]
+
+
+@router.post("/workflows")
+async def create_workflow(flows: Flows, _: Root, request: Request) -> dict[str, Any]:
+    """{name, watch_dir (under an input root), request (subtasks, output_dir…)}."""
+    return await asyncio.to_thread(flows.create, await _json(request))
+
+
+@router.get("/workflows")
+def list_workflows(flows: Flows, _: Reader) -> list[dict[str, Any]]:
+    return flows.list()
+
+
+@router.post("/workflows/{workflow_id}/enable")
+def enable_workflow(workflow_id: int, flows: Flows, _: Root) -> dict[str, Any]:
+    return flows.set_enabled(workflow_id, True)
+
+
+@router.post("/workflows/{workflow_id}/disable")
+def disable_workflow(workflow_id: int, flows: Flows, _: Root) -> dict[str, Any]:
+    return flows.set_enabled(workflow_id, False)
+
+
+@router.delete("/workflows/{workflow_id}", status_code=204)
+def delete_workflow(workflow_id: int, flows: Flows, _: Root) -> Response:
+    flows.delete(workflow_id)
+    return Response(status_code=204)
+
+
+@router.put("/workflows/{workflow_id}/uploads")
+async def upload_to_workflow(
+    workflow_id: int, flows: Flows, _: Root, request: Request, name: str = Query(max_length=200)
+) -> dict[str, Any]:
+    """The body is a file; it lands in the workflow's directory, which makes it a task."""
+    folder = await asyncio.to_thread(flows.watch_dir, workflow_id)
+    clean = Path(name).name
+    if not clean or clean.startswith("."):
+        raise InvalidInput("name must be a plain file name")
+    size = await _receive(request, folder / f".{clean}.part", folder / clean)
+    return {"workflow_id": workflow_id, "name": clean, "size": size}
+
+
+async def _receive(request: Request, partial: Path, final: Path) -> int:
+    """Stream the body to `partial`, rename it to `final` when whole; its size."""
+    size = 0
+    try:
+        with partial.open("wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > _UPLOAD_LIMIT:
+                    raise InvalidInput("uploads are limited to 64 GiB")
+                await asyncio.to_thread(out.write, chunk)
+        partial.rename(final)  # an interrupted upload never looks whole
+    finally:
+        partial.unlink(missing_ok=True)
+    return size
