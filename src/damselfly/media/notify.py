@@ -4,7 +4,8 @@ or whenever its status or a subtask's status changes (mode `change`).
 Signed as the reference describes: `X-Damselfly-Timestamp: <unix seconds>` and
 `X-Damselfly-Signature: md5(timestamp + key)` (the task's key, else the server's).
 Delivery is retried three times with backoff; a receiver that is down never slows a
-worker, since sending happens on the notifier's own threads.
+worker, since sending happens on the notifier's own threads. A task's calls arrive in
+the order its changes happened.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import json
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +23,7 @@ import urllib3
 from damselfly.logs import EventLog
 
 _BACKOFF = (0.5, 2.0, 5.0)
+_LANES = 4
 
 
 def signature(timestamp: str, key: str) -> str:
@@ -33,7 +36,11 @@ class Notifier:
         self.default_key = default_key
         self.keys = keys
         self.log = log
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="damselfly-webhook")
+        # one thread per lane and a task always on the same lane: its calls arrive in order
+        self._lanes = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="damselfly-webhook")
+            for _ in range(_LANES)
+        ]
         self._http = urllib3.PoolManager(maxsize=2, retries=False)
         self._last: dict[str, tuple] = {}
         self._lock = threading.Lock()
@@ -43,16 +50,16 @@ class Notifier:
         if not notify:
             return
         state = (view["status"], view["run"], tuple(s["status"] for s in view["subtasks"]))
-        with self._lock:
+        event = "task_finished" if view["status"] == "FINISH" else "task_changed"
+        lane = self._lanes[zlib.crc32(view["task_id"].encode()) % _LANES]
+        with self._lock:  # decided and queued together: the lane keeps this order
             if self._last.get(view["task_id"]) == state:
                 return  # a progress tick: not a change worth a call
             self._last[view["task_id"]] = state
             if view["status"] == "FINISH":
                 self._last.pop(view["task_id"], None)
-        if notify["mode"] == "finish" and view["status"] != "FINISH":
-            return
-        event = "task_finished" if view["status"] == "FINISH" else "task_changed"
-        self._pool.submit(self._send, notify, event, view)
+            if notify["mode"] == "change" or view["status"] == "FINISH":
+                lane.submit(self._send, notify, event, view)
 
     def _send(self, notify: dict[str, Any], event: str, view: dict[str, Any]) -> None:
         body = json.dumps({"event": event, "task": view}).encode()
@@ -77,4 +84,5 @@ class Notifier:
         self.log.error("webhook given up", task_id=view["task_id"], url=notify["url"])
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for lane in self._lanes:
+            lane.shutdown(wait=False, cancel_futures=True)
