@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import pytest
 import urllib3
 
-from tests.support.cluster import wait_for
+from tests.support.cluster import spawn_service, wait_for, wait_ready
 from tests.support.manager import ManagerProcess, start_manager
 from tests.support.media import MOVING, make_clip, probe, stream
-from tests.support.processes import OriginProcess, run_damselfly
+from tests.support.processes import OriginProcess, run_damselfly, stop
 
 
 class MediaServer:
@@ -443,3 +443,23 @@ def test_a_file_arriving_in_a_workflow_directory_becomes_one_task(server: MediaS
     server.manager = server.start()
     time.sleep(2.5)  # two looks of the watcher: nothing new may appear
     assert server.call("GET", "/tasks")[1]["total"] == 2
+
+
+def test_a_separate_worker_process_runs_what_the_manager_queues(tmp_path: Path) -> None:
+    media = MediaServer(tmp_path, workers=0)
+    make_clip(media.inputs / "clip.mp4")
+    worker = spawn_service(
+        ["worker", "--data-dir", str(media.manager.data_dir), "--workers", "1",
+         "--media-input-root", str(media.inputs), "--media-output-root", str(media.outputs)],
+        tmp_path / "worker",
+    )  # fmt: skip
+    try:
+        wait_ready(worker, r"media worker ready: 1 worker")
+        task = media.create({"input": {"path": "clip.mp4"}, "snapshots": [{"offsets": ["1s"]}]})
+        done = media.wait(task["task_id"])
+        assert not done["failed"] and len(done["subtasks"][0]["outputs"]) == 1
+    finally:
+        stop(worker)
+        media.stop()
+    assert worker.returncode == 0
+    assert "Traceback" not in (tmp_path / "worker" / "stderr.log").read_text()

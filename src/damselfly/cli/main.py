@@ -17,6 +17,7 @@ from damselfly.cli import scheduler as scheduler_cmd
 from damselfly.cli import serve as serve_cmd
 from damselfly.cli import task_id as task_id_cmd
 from damselfly.cli import tasks as tasks_cmd
+from damselfly.cli import worker as worker_cmd
 from damselfly.errors import DamselflyError
 
 
@@ -35,6 +36,7 @@ def build_app() -> typer.Typer:
     app.command("scheduler", help=scheduler_cmd.HELP)(scheduler_cmd.scheduler)
     app.command("manager", help=manager_cmd.HELP)(manager_cmd.manager)
     app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
+    app.command("worker", help=worker_cmd.HELP)(worker_cmd.worker)
     app.command("preheat", help=preheat_cmd.HELP)(preheat_cmd.preheat)
     app.add_typer(tasks_cmd.app, name="task")
     app.add_typer(jobs_cmd.app, name="jobs")
