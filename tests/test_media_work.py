@@ -208,3 +208,32 @@ def test_offsets_round_trip(value, percent: bool) -> None:
 def test_bad_template_parameters_are_refused(params: dict, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_params("transcode", {**PRESETS[100010].params, **params})
+
+
+@pytest.mark.parametrize(
+    "overrides, video, audio",
+    [
+        ({"video_codec": "h265"}, "hevc", "aac"),
+        ({"container": "webm", "video_codec": "vp9", "audio_codec": "opus",
+          "sample_rate": 48000}, "vp9", "opus"),
+        ({"video_codec": "av1", "video_bitrate": 0, "crf": 40}, "av1", "aac"),
+        ({"remove_audio": True}, "h264", None),
+    ],
+)  # fmt: skip
+def test_other_codecs_the_wheel_carries(
+    clip: Path, tmp_path: Path, overrides: dict, video: str, audio: str | None
+) -> None:
+    from dataclasses import asdict
+
+    params = asdict(parse_params("transcode", {**PRESETS[100010].params, "height": 144,
+                                               "width": 192, **overrides}))  # fmt: skip
+    name = f"o.{'webm' if params['container'] == 'webm' else 'mp4'}"
+    _staged(tmp_path, lambda s: transcode(clip, s, name, params, _control()))
+    info = probe(tmp_path / name)
+    assert stream(info, "video")["codec"] == video
+    assert stream(info, "video")["height"] == 144
+    assert abs(info["duration"] - 4.0) < 0.1
+    kinds = {s["type"] for s in info["streams"]}
+    assert ("audio" in kinds) == (audio is not None)
+    if audio:
+        assert stream(info, "audio")["codec"] == audio

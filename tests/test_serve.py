@@ -8,6 +8,7 @@ from pathlib import Path
 
 from damselfly import ids
 from tests.support.cluster import http_json, spawn_service, wait_ready
+from tests.support.media import make_clip
 from tests.support.processes import (
     OriginProcess,
     damselfly_cmd,
@@ -113,3 +114,38 @@ def test_serve_runs_manager_scheduler_and_seed_peer(origin: OriginProcess, tmp_p
     assert process.returncode == 0
     assert "Traceback" not in (data / "stderr.log").read_text()
     assert not (data / "peer.sock").exists()
+
+
+def test_serve_media_fetches_url_inputs_through_its_seed_peer(
+    origin: OriginProcess, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    make_clip(origin.root / "serve-clip.mp4")
+    url = origin.url("/files/serve-clip.mp4")
+    process = spawn_service(
+        ["serve", "--data-dir", str(data), "--port", "0", "--scheduler-port", "0"], data
+    )
+    try:
+        api = wait_ready(process, r"API: (http://[\d.]+:\d+)/api/v1").group(1)
+        auth = {"Authorization": f"Bearer {(data / 'manager' / 'root-token').read_text().strip()}"}
+        body = {"input": {"url": url}, "transcodes": [{"template_id": 100010}]}
+        status, task = http_json("POST", f"{api}/api/v1/media/tasks", body, headers=auth)
+        assert status == 200, task
+        deadline = time.monotonic() + 60
+        while task["status"] != "FINISH" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            task = http_json("GET", f"{api}/api/v1/media/tasks/{task['task_id']}",
+                             headers=auth)[1]  # fmt: skip
+        assert task["status"] == "FINISH" and not task["failed"], task
+        output = Path(task["subtasks"][0]["outputs"][0]["path"])
+        assert output.is_relative_to(data / "media" / "output") and output.is_file()
+        # the input went through the seed peer: its store holds the task, a get is a hit
+        assert any((data / "content").rglob(peer_task(url)))
+        hit = run_damselfly("get", url, "-O", str(tmp_path / "again.mp4"), "--no-progress",
+                            "--data-dir", str(data))  # fmt: skip
+        assert hit.returncode == 0
+        assert origin.requests_to("/files/serve-clip.mp4") <= 2  # stat + one read, once
+    finally:
+        stop(process)
+    assert process.returncode == 0
+    assert "Traceback" not in (data / "stderr.log").read_text()

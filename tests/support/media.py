@@ -73,7 +73,7 @@ def probe(path: Path) -> dict:
             "streams": [],
         }
         for s in c.streams:
-            entry = {"type": s.type, "codec": s.codec_context.name}
+            entry = {"type": s.type, "codec": s.codec_context.codec.canonical_name}
             if s.type == "video":
                 entry.update(
                     width=s.codec_context.width,

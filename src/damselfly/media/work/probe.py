@@ -34,7 +34,7 @@ def probe(path: Path, what: str) -> dict[str, Any]:
             entry: dict[str, Any] = {
                 "index": stream.index,
                 "type": stream.type,
-                "codec": ctx.name if ctx else "",
+                "codec": ctx.codec.canonical_name if ctx else "",
                 "bitrate": int(ctx.bit_rate or 0) if ctx else 0,
             }
             if stream.type == "video":
