@@ -90,6 +90,7 @@ def prepare(settings: ManagerSettings, media: MediaSettings | None = None) -> Ma
         jobs,
         task_jobs.validate,
         box.seal,
+        box.open,
         workers.service if workers else None,
         workers.workflows if workers else None,
     )

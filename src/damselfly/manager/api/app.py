@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from damselfly.console.app import mount_console
 from damselfly.errors import DamselflyError
 from damselfly.manager.api import clusters, jobs, media, users
 from damselfly.manager.api.deps import ManagerContext
@@ -14,19 +15,6 @@ from damselfly.web import status_of
 
 _CODES = {400: "InvalidArgument", 401: "Unauthenticated", 403: "PermissionDenied",
           404: "ResourceNotFound", 405: "MethodNotAllowed", 409: "Conflict"}  # fmt: skip
-
-
-_PLACEHOLDER = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>damselfly</title></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
-<h1>damselfly</h1>
-<p>The console is on its way. The API is at <a href="/api/v1/jobs">/api/v1</a>
-(OpenAPI: <a href="/openapi.json">/openapi.json</a>, interactive: <a href="/docs">/docs</a>).</p>
-<p>Log in with a token: <code>Authorization: Bearer &lt;token&gt;</code>; root's is in
-<code>&lt;data-dir&gt;/manager/root-token</code>, or sign in at
-<code>POST /api/v1/users/signin</code>.</p>
-</body></html>
-"""
 
 
 def build_app(ctx: ManagerContext) -> FastAPI:
@@ -78,10 +66,7 @@ def build_app(ctx: ManagerContext) -> FastAPI:
             status_code=500,
         )
 
-    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
-    def console_placeholder() -> str:
-        # the console (issue 7) replaces this page; until then it says where things are
-        return _PLACEHOLDER
+    mount_console(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, bool]:

@@ -27,6 +27,7 @@ class ManagerContext:
     jobs: JobEngine
     validate: Callable[[str, Mapping[str, Any]], None]  # a job's args, before it is made
     seal: Callable[[dict[str, Any]], dict[str, Any]]  # credentials encrypted for the row
+    unseal: Callable[[dict[str, Any]], dict[str, Any]] = dict  # the worker's side of seal
     media: MediaService | None = None  # None: this manager does not process media
     workflows: Workflows | None = None
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from damselfly.console.session import cookie_user
 from damselfly.errors import InvalidInput, NotFound
 from damselfly.manager.api.deps import DB, ManagerContext, Reader, Root, context, current_user
 from damselfly.manager.models import User
@@ -42,12 +43,18 @@ Media = Annotated[MediaService, Depends(media)]
 
 
 def file_reader(
+    request: Request,
     session: DB,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     access_token: Annotated[str | None, Query(description="for <video>/<img>")] = None,
 ) -> User:
+    """A bearer token, `?access_token=`, or the console's session cookie (reads only)."""
     if credentials is None and access_token:
         credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=access_token)
+    if credentials is None:
+        user = cookie_user(request, session)
+        if user is not None:
+            return user
     return current_user(session, credentials)
 
 

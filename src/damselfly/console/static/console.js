@@ -1,0 +1,70 @@
+// Live parts: an element with data-live="jobs|media" re-reads itself (hx-trigger
+// "refresh") when the server says something changed; bursts are folded into one read.
+(function () {
+  const sources = {};
+  function listen(kind) {
+    if (sources[kind]) return;
+    const source = new EventSource("/console/events/" + kind);
+    let timer = null;
+    source.addEventListener("refresh", function () {
+      if (timer) return;
+      timer = setTimeout(function () {
+        timer = null;
+        document.querySelectorAll('[data-live="' + kind + '"]').forEach(function (el) {
+          htmx.trigger(el, "refresh");
+        });
+      }, 250);
+    });
+    sources[kind] = source;
+  }
+  function scan() {
+    document.querySelectorAll("[data-live]").forEach(function (el) { listen(el.dataset.live); });
+  }
+  document.addEventListener("DOMContentLoaded", scan);
+  document.addEventListener("htmx:afterSettle", scan);
+
+  // The DELETE dialog: the button stays disabled until DELETE is typed.
+  document.addEventListener("input", function (event) {
+    const field = event.target;
+    if (field.matches("[data-confirm]")) {
+      field.form.querySelector("button[type=submit]").disabled = field.value !== "DELETE";
+    }
+  });
+  document.addEventListener("click", function (event) {
+    const opener = event.target.closest("[data-open]");
+    if (opener) document.getElementById(opener.dataset.open).showModal();
+    const closer = event.target.closest("[data-close]");
+    if (closer) closer.closest("dialog").close();
+  });
+
+  // Search modes: show the fields of the chosen mode only.
+  document.addEventListener("change", function (event) {
+    const radio = event.target;
+    if (radio.name === "mode" || radio.name === "input_kind") {
+      document.querySelectorAll("[data-" + radio.name + "]").forEach(function (el) {
+        el.hidden = el.getAttribute("data-" + radio.name) !== radio.value;
+        el.querySelectorAll("input, select").forEach(function (f) { f.disabled = el.hidden; });
+      });
+    }
+  });
+
+  // Media create: a chosen file is uploaded first (with progress), then the form goes.
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    const file = form.querySelector("input[type=file]:not([disabled])");
+    if (!form.matches("[data-upload]") || !file || !file.files.length || form.dataset.uploaded) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    const bar = form.querySelector("progress.upload");
+    const request = new XMLHttpRequest();
+    request.open("PUT", "/console/media/uploads?name=" + encodeURIComponent(file.files[0].name));
+    request.upload.onprogress = function (e) { if (bar) { bar.hidden = false; bar.value = e.loaded / e.total; } };
+    request.onload = function () {
+      if (request.status !== 200) { alert("upload failed: " + request.responseText); return; }
+      form.querySelector("input[name=input_upload]").value = JSON.parse(request.responseText).upload_id;
+      form.dataset.uploaded = "1";
+      htmx.trigger(form, "submit");
+    };
+    request.send(file.files[0]);
+  }, true);
+})();
