@@ -218,7 +218,7 @@ def test_media_task_from_the_form_to_playback_and_download(
     clip = make_clip(stack.data / "media" / "input" / "console-clip.mp4")
     page = _page(chromium, stack)
     page.get_by_role("link", name="Media tasks").click()
-    page.get_by_text("Create a task").click()
+    page.locator("details.card").evaluate("d => d.open = true")
     page.get_by_label("File on the server").check()
     page.get_by_label("Path under an input root").fill("console-clip.mp4")
     page.get_by_label("Snapshots at").fill("1s 50%")
@@ -227,7 +227,7 @@ def test_media_task_from_the_form_to_playback_and_download(
     page.get_by_role("button", name="Create task").click()
     page.wait_for_url(re.compile(r"/console/media/tasks/mt-"))
     task_id = page.url.rsplit("/", 1)[1]
-    page.get_by_text("FINISH").first.wait_for(timeout=60_000)  # live, without reload
+    page.locator("#task-live h2 .state.finish").wait_for(timeout=60_000)  # live, no reload
     browser.shot(page, "media-task-finished")
     rows = page.locator("#task-live tbody tr")
     assert rows.count() == 3 and "SUCCESS" in rows.nth(0).inner_text()
@@ -323,7 +323,7 @@ def test_every_page_is_labelled_and_fits_a_phone(chromium: object, stack: Stack)
         unlabelled = page.evaluate("""() => [...document.querySelectorAll(
             'input:not([type=hidden]), select, textarea, button')].filter(el =>
             !(el.labels && el.labels.length) && !el.getAttribute('aria-label') &&
-            !(el.innerText || '').trim()).map(el => el.outerHTML)""")
+            !(el.textContent || '').trim()).map(el => el.outerHTML)""")
         assert unlabelled == [], (path, unlabelled)
         assert page.evaluate("document.documentElement.scrollWidth") <= 400, path
         browser.shot(page, "phone" + path.replace("/", "-"))

@@ -37,6 +37,31 @@
     if (closer) closer.closest("dialog").close();
   });
 
+  // Expanded task rows stay expanded (and up to date) when the live table re-reads itself.
+  const expanded = new Set();
+  function expand(id) {
+    const button = document.querySelector('[data-expand="' + id + '"]');
+    if (!button) { expanded.delete(id); return; }
+    button.setAttribute("aria-expanded", "true");
+    htmx.ajax("GET", "/console/media/tasks/" + id + "/subtasks", {target: "#sub-" + id});
+  }
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("[data-expand]");
+    if (!button) return;
+    const id = button.dataset.expand;
+    if (expanded.has(id)) {
+      expanded.delete(id);
+      button.setAttribute("aria-expanded", "false");
+      document.getElementById("sub-" + id).innerHTML = "";
+    } else {
+      expanded.add(id);
+      expand(id);
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (event.target.id === "media-tasks") expanded.forEach(expand);
+  });
+
   // Search modes: show the fields of the chosen mode only.
   document.addEventListener("change", function (event) {
     const radio = event.target;
