@@ -13,8 +13,9 @@ from damselfly.units import format_size
 HERE = Path(__file__).parent
 
 STATE_ICONS = {
-    "PENDING": ("⏳", "pending"), "SUCCESS": ("✔", "success"), "FAILURE": ("✖", "failure"),
-    "WAITING": ("⏳", "waiting"), "PROCESSING": ("⚙", "processing"), "FINISH": ("✔", "finish"),
+    # plain symbols: a server without emoji fonts still draws them
+    "PENDING": ("○", "pending"), "SUCCESS": ("✔", "success"), "FAILURE": ("✖", "failure"),
+    "WAITING": ("○", "waiting"), "PROCESSING": ("⚙", "processing"), "FINISH": ("✔", "finish"),
     "FAIL": ("✖", "fail"),
 }  # fmt: skip
 
