@@ -335,3 +335,75 @@ def test_every_page_is_labelled_and_fits_a_phone(chromium: object, stack: Stack)
         reached.append(page.evaluate("document.activeElement.textContent ||"
                                      " document.activeElement.name"))  # fmt: skip
     assert "Executions" in reached and "url" in reached
+
+
+def test_image_search_and_preheat_from_the_console(
+    chromium: object, stack: Stack, origin: OriginProcess, tmp_path: Path
+) -> None:
+    from tests.support.registry import Registry, available, layer, push_image
+
+    if not available():
+        pytest.skip("needs docker-registry")
+    registry = Registry("anonymous", tmp_path / "registry").start()
+    try:
+        image = push_image(registry, "team/app", "v1", [layer(1 << 20, 71), layer(1 << 20, 72)])
+        edge_a = stack.peers[0][2]
+        blob = registry.blob_url("team/app", image.layers[0])
+        got = run_damselfly("get", blob, "-O", str(tmp_path / "layer"), "--no-progress",
+                            "--data-dir", str(edge_a))  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        page = _page(chromium, stack)
+        page.get_by_role("radio", name="Image manifest URL").check()
+        page.get_by_role("textbox", name="Image manifest URL").fill(
+            registry.manifest_url("team/app", "v1")
+        )
+        page.get_by_role("textbox", name="Platform").fill("linux/amd64")
+        _search(page)
+        results = page.locator("#results")
+        assert "3 blobs" in results.inner_text()
+        row = results.locator("tbody tr", has_text="edge-a")
+        assert "33.3% (1/3)" in row.inner_text()
+        assert results.locator("tbody tr", has_text="vm").count() == 0  # seed peers left out
+        browser.shot(page, "search-image")
+
+        # preheat a file onto the seed peer, then follow its execution to SUCCESS
+        write_random(origin.root / "console-preheat.bin", 2 << 20, seed=9)
+        page.get_by_role("link", name="Preheat").click()
+        page.get_by_role("textbox", name="URL (or image manifest URL)").fill(
+            origin.url("/files/console-preheat.bin")
+        )
+        page.get_by_role("button", name="Preheat").click()
+        page.wait_for_url(re.compile(r"/console/executions/\d+$"))
+        page.locator("#execution .state.success").wait_for(timeout=30_000)
+        browser.shot(page, "preheat-execution")
+        page.get_by_role("link", name="Preheat").click()
+        assert "console-preheat.bin" in page.locator("#preheats").inner_text()
+    finally:
+        registry.close()
+
+
+def test_upload_from_the_browser_and_search_by_id(
+    chromium: object, stack: Stack, tmp_path: Path
+) -> None:
+    clip = make_clip(tmp_path / "from-my-laptop.mp4")
+    page = _page(chromium, stack)
+    page.goto(stack.api + "/console/media")
+    page.locator("details.card").evaluate("d => d.open = true")
+    page.get_by_role("radio", name="Upload").check()
+    page.get_by_label("File", exact=True).set_input_files(str(clip))
+    page.get_by_label("Transcoding template").select_option("")
+    page.get_by_label("Snapshots at").fill("2s")
+    page.get_by_role("button", name="Create task").click()
+    page.wait_for_url(re.compile(r"/console/media/tasks/mt-"))
+    task_id = page.url.rsplit("/", 1)[1]
+    page.locator("#task-live h2 .state.finish").wait_for(timeout=60_000)
+    task = stack.call("GET", f"/api/v1/media/tasks/{task_id}")[1]
+    assert task["input"]["kind"] == "upload" and task["input"]["name"] == "from-my-laptop.mp4"
+    assert not task["failed"]
+
+    page.goto(stack.api + "/console/media")
+    page.get_by_label("Task ID").fill(task_id[-8:])
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(re.compile(r"task_id="))
+    rows = page.locator("#media-tasks tbody[id^=row-]")
+    assert rows.count() == 1 and task_id in rows.first.inner_text()
