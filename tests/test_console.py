@@ -227,6 +227,8 @@ def test_media_task_from_the_form_to_playback_and_download(
     page.get_by_role("button", name="Create task").click()
     page.wait_for_url(re.compile(r"/console/media/tasks/mt-"))
     task_id = page.url.rsplit("/", 1)[1]
+    # a snapshot of a 4 s clip is done before the page's event stream has connected:
+    # the page must still come to show FINISH
     page.locator("#task-live h2 .state.finish").wait_for(timeout=60_000)  # live, no reload
     browser.shot(page, "media-task-finished")
     rows = page.locator("#task-live tbody tr")
@@ -396,6 +398,8 @@ def test_upload_from_the_browser_and_search_by_id(
     page.get_by_role("button", name="Create task").click()
     page.wait_for_url(re.compile(r"/console/media/tasks/mt-"))
     task_id = page.url.rsplit("/", 1)[1]
+    # a snapshot of a 4 s clip is done before the page's event stream has connected:
+    # the page must still come to show FINISH
     page.locator("#task-live h2 .state.finish").wait_for(timeout=60_000)
     task = stack.call("GET", f"/api/v1/media/tasks/{task_id}")[1]
     assert task["input"]["kind"] == "upload" and task["input"]["name"] == "from-my-laptop.mp4"

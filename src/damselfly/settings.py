@@ -207,8 +207,14 @@ class ManagerSettings:
     registry_ca_cert: Path | None = field(
         default=None, metadata=_help("CA bundle for HTTPS registries (image jobs).")
     )
+    job_lease: float = field(
+        default=30.0,
+        metadata=_help("Seconds a job's process may go silent before others take it back."),
+    )
 
     def __post_init__(self) -> None:
+        if not 1 <= self.job_lease <= 3600:
+            raise InvalidInput("invalid manager settings: job_lease must be within 1-3600 s")
         if not 0 <= self.port <= 65535:
             raise InvalidInput(f"invalid manager settings: port {self.port} is not a port number")
         if not 1 <= self.job_workers <= 64:
@@ -244,8 +250,14 @@ class MediaSettings:
         default=None, metadata=_help("Peer daemon socket that fetches URL inputs (P2P cache).")
     )
     webhook_key: str = field(default="", metadata=_help("Signs webhooks: md5(timestamp + key)."))
+    job_lease: float = field(
+        default=30.0,
+        metadata=_help("Seconds a task's worker may go silent before others take it back."),
+    )
 
     def __post_init__(self) -> None:
+        if not 1 <= self.job_lease <= 3600:
+            raise InvalidInput("invalid media settings: job_lease must be within 1-3600 s")
         if not 0 <= self.workers <= 64:
             raise InvalidInput("invalid media settings: workers must be within 0-64")
 

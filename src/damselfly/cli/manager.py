@@ -10,6 +10,7 @@ import typer
 from damselfly.cli.options import default_data_dir, media_settings
 from damselfly.errors import DamselflyError
 from damselfly.settings import ManagerSettings
+from damselfly.units import parse_duration
 
 HELP = """Run the manager: the REST API (/api/v1, /openapi.json) and its database.
 
@@ -47,7 +48,13 @@ def manager(
     peer_endpoint: Path | None = typer.Option(
         None, "--peer-endpoint", help="Peer daemon socket that fetches URL inputs (P2P cache)."
     ),
+    job_lease: str = typer.Option(
+        "30s",
+        "--job-lease",
+        help="How long a job's process may go silent before others take its jobs back.",
+    ),
 ) -> None:
+    lease = parse_duration(job_lease)
     if registry_ca_cert is not None and not registry_ca_cert.is_file():
         raise DamselflyError(f"CA bundle {registry_ca_cert} does not exist")
     settings = ManagerSettings(
@@ -58,6 +65,7 @@ def manager(
         redis_url=redis_url,
         job_workers=job_workers,
         registry_ca_cert=registry_ca_cert,
+        job_lease=lease,
     )
     media = media_settings(
         settings.data_dir,
@@ -65,6 +73,7 @@ def manager(
         media_output_root,
         media_workers,
         peer_endpoint=peer_endpoint,
+        job_lease=lease,
     )
     from damselfly.manager.service import prepare, serve
 

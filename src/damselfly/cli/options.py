@@ -40,6 +40,7 @@ def media_settings(
     workers: int | None,
     *,
     peer_endpoint: Path | None,
+    job_lease: float = 30.0,
 ) -> MediaSettings:
     """Media settings from CLI options; roots default to <data-dir>/media/{input,output}."""
     for root in (*(input_roots or []), *(output_roots or [])):
@@ -55,5 +56,6 @@ def media_settings(
         input_roots=inputs,
         output_roots=outputs,
         peer_endpoint=peer_endpoint,
+        job_lease=job_lease,
         **extra,
     )

@@ -15,6 +15,7 @@ import typer
 
 from damselfly.cli.options import default_data_dir, media_settings
 from damselfly.errors import DamselflyError
+from damselfly.units import parse_duration
 
 HELP = """Run media workers (no API) against a manager's database and queue.
 
@@ -40,12 +41,22 @@ def worker(
     peer_endpoint: Path | None = typer.Option(
         None, "--peer-endpoint", help="Peer daemon socket that fetches URL inputs (P2P cache)."
     ),
+    job_lease: str = typer.Option(
+        "30s",
+        "--job-lease",
+        help="How long a worker may go silent before others take its tasks back.",
+    ),
 ) -> None:
     data_dir = data_dir or default_data_dir()
     if workers is not None and workers < 1:
         raise DamselflyError("--workers must be at least 1 (a worker process with none idles)")
     media = media_settings(
-        data_dir, media_input_root, media_output_root, workers, peer_endpoint=peer_endpoint
+        data_dir,
+        media_input_root,
+        media_output_root,
+        workers,
+        peer_endpoint=peer_endpoint,
+        job_lease=parse_duration(job_lease),
     )
     from damselfly.logs import EventLog
     from damselfly.manager.db import make_engine, migrate, sessions, sqlite_url

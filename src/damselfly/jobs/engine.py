@@ -2,13 +2,19 @@
 
 A row is the truth; the queue only carries its ID. A worker claims a job by
 setting `started_at` where it is still empty, so a job delivered twice (a re-enqueue
-after a restart) runs once. On start, the engine fails jobs a killed manager left
-half-run (with an error log saying so) and re-enqueues the ones never started: no
-job stays PENDING forever.
+after a restart) runs once. The claim is a lease: the running process renews it, and
+any process sharing the database takes back a job whose lease ran out (its process
+died) - failing it, or letting its type queue it again. A process restarted in the
+same place takes back its previous incarnation's jobs at once. Jobs never started are
+queued again when the queue is found empty, so a lost queue (a Redis restart without
+persistence) strands nothing: no job stays PENDING forever.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import threading
 import time
 import traceback
@@ -16,10 +22,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from huey.api import Huey
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from damselfly.database import utcnow as now
@@ -63,14 +70,60 @@ class JobEngine:
         queue: Huey,
         types: Mapping[str, JobType],
         log: EventLog,
+        *,
+        node: str | None = None,
+        lease: float = 30.0,
     ) -> None:
         self.sessions = sessions
         self.queue = queue
         self.types = dict(types)
         self.log = log
+        # see jobs/node.py; without one, only expired leases are taken back
+        self.node = node or f"{socket.gethostname()}:pid-{os.getpid()}"
+        # "#" ends the node part: a restart in the same node knows its old incarnation's jobs
+        self.owner = f"{self.node}#{os.getpid()}-{secrets.token_hex(3)}"
+        self.lease = lease
         self._listeners: list[Callable[[Job], None]] = []
         self._lock = threading.Lock()
+        self._running: set[int] = set()
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
         self._deliver = queue.task(name="damselfly.run_job", retries=0)(self.run)
+
+    def start_keeper(self) -> None:
+        """Renew this process's leases and take back expired ones, in the background."""
+        if self._keeper is None:
+            self._keeper = threading.Thread(
+                target=self._keep, name="damselfly-job-leases", daemon=True
+            )
+            self._keeper.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._keeper is not None:
+            self._keeper.join(timeout=5)
+
+    def _keep(self) -> None:
+        beat = max(0.2, self.lease / 3)
+        while not self._stop.wait(beat):
+            try:
+                self.renew()
+                self.reap()
+            except Exception as exc:  # a database blip must not end the keeper
+                self.log.warning("job lease upkeep failed", error=str(exc)[:300])
+
+    def renew(self) -> int:
+        """Extend the leases of the jobs this process is running."""
+        with self._lock:
+            running = list(self._running)
+        if not running:
+            return 0
+        with self.sessions.begin() as session:
+            return session.execute(
+                update(Job)
+                .where(Job.id.in_(running), Job.lease_owner == self.owner, Job.state == PENDING)
+                .values(lease_expires_at=now() + timedelta(seconds=self.lease))
+            ).rowcount
 
     def subscribe(self, listener: Callable[[Job], None]) -> Callable[[], None]:
         """`listener` is called (on any thread) whenever a job changes; returns the
@@ -159,12 +212,28 @@ class JobEngine:
         with self.sessions.begin() as session:
             claimed = session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.started_at.is_(None))
-                .values(started_at=now(), updated_at=now(), attempts=Job.attempts + 1)
+                .where(Job.id == job_id, Job.started_at.is_(None), Job.state == PENDING)
+                .values(
+                    started_at=now(),
+                    updated_at=now(),
+                    attempts=Job.attempts + 1,
+                    lease_owner=self.owner,
+                    lease_expires_at=now() + timedelta(seconds=self.lease),
+                )
             ).rowcount
             job = session.get(Job, job_id)
         if not claimed or job is None:
             return  # run already, canceled, or gone
+        with self._lock:
+            self._running.add(job_id)
+        try:
+            self._run_claimed(job)
+        finally:
+            with self._lock:
+                self._running.discard(job_id)
+
+    def _run_claimed(self, job: Job) -> None:
+        job_id = job.id
         self._changed(job)
         kind = self.types[job.type]
         started = time.monotonic()
@@ -187,15 +256,25 @@ class JobEngine:
             state = FAILURE
             error = f"internal error: {exc}\n" + traceback.format_exc()
         retry = state == FAILURE and job.attempts <= kind.retries
+        end: dict[str, Any] = {"result": result, "error_log": error, "updated_at": now()}
+        if retry:  # claimable again
+            end.update(started_at=None, lease_owner=None, lease_expires_at=None)
+        else:
+            end.update(state=state, finished_at=now())
+            if state == SUCCESS:
+                end["progress"] = 100
         with self.sessions.begin() as session:
+            kept = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_owner == self.owner, Job.state == PENDING)
+                .values(**end)
+            ).rowcount
             job = session.get(Job, job_id)
             assert job is not None
-            job.result, job.error_log, job.updated_at = result, error, now()
-            if retry:
-                job.started_at = None  # claimable again
-            else:
-                job.state, job.finished_at = state, now()
-                job.progress = 100 if state == SUCCESS else job.progress
+        if not kept:
+            # another process took the job back while this one was presumed dead
+            self.log.warning("job result dropped: lease lost", job_id=job_id, state=state)
+            return
         self.log.info(
             "job attempt failed, retrying" if retry else "job finished",
             job_id=job_id,
@@ -218,31 +297,87 @@ class JobEngine:
         self._changed(job)
 
     def recover(self) -> tuple[int, int]:
-        """After a crash: fail the half-run, re-enqueue the never-started. Counts."""
-        mine = Job.type.in_(list(self.types))  # engines sharing a database keep to their types
-        with self.sessions.begin() as session:
-            stuck = session.scalars(
-                select(Job).where(mine, Job.state == PENDING, Job.started_at.is_not(None))
-            ).all()
-            for job in stuck:
-                job.state = FAILURE
-                job.error_log = (
-                    "the manager stopped while this job ran; run it again to retry "
-                    "(its arguments are kept)"
-                )
-                job.finished_at = job.updated_at = now()
+        """At start: take back what a dead process left - this node's earlier
+        incarnations at once, others once their lease ran out - and queue again the
+        jobs never started. Counts (taken back, queued again)."""
+        taken = self.reap(at_start=True)
+        with self.sessions() as session:
             waiting = session.scalars(
-                select(Job).where(mine, Job.state == PENDING, Job.started_at.is_(None))
+                select(Job).where(self._mine(), Job.state == PENDING, Job.started_at.is_(None))
             ).all()
-        for job in stuck:
+        for job in waiting:
+            self._enqueue(job)
+        if taken or waiting:
+            self.log.warning("jobs recovered", failed=taken, requeued=len(waiting))
+        return taken, len(waiting)
+
+    def _mine(self) -> Any:
+        return Job.type.in_(list(self.types))  # engines sharing a database keep to their types
+
+    def reap(self, *, at_start: bool = False) -> int:
+        """Fail (and tell the type about) jobs whose process died; queue again lost
+        never-started jobs if the queue is empty. Returns how many were taken back."""
+        stamp = now()
+        dead = or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < stamp)
+        if at_start:
+            earlier = and_(Job.lease_owner.startswith(self.node + "#", autoescape=True),
+                           Job.lease_owner != self.owner)  # fmt: skip
+            dead = or_(dead, earlier)
+        started = and_(self._mine(), Job.state == PENDING, Job.started_at.is_not(None))
+        with self.sessions() as session:
+            candidates = session.scalars(select(Job.id).where(started, dead)).all()
+        taken = 0
+        for job_id in candidates:
+            with self.sessions.begin() as session:
+                # conditional, so two processes reaping at once take a job back once
+                won = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, started, dead)
+                    .values(
+                        state=FAILURE,
+                        error_log=(
+                            "the process that ran this job stopped while this job ran (it "
+                            "no longer renewed its lease); run it again to retry (its "
+                            "arguments are kept)"
+                        ),
+                        finished_at=stamp,
+                        updated_at=stamp,
+                        lease_expires_at=None,
+                    )
+                ).rowcount
+                job = session.get(Job, job_id)
+            if not won or job is None:
+                continue
+            taken += 1
+            self.log.warning("job taken back", job_id=job_id, owner=job.lease_owner or "")
             hook = self.types[job.type].interrupted
             if hook is not None:
                 hook(job)
-        for job in waiting:
+            self._changed(job)
+        if not at_start:
+            self._requeue_lost(stamp)
+        return taken
+
+    def _requeue_lost(self, stamp: Any) -> None:
+        # a job is in the queue, being claimed, or lost; an empty queue rules out the
+        # first, and the grace period the second
+        if self.queue.pending_count() or self.queue.scheduled_count():
+            return
+        grace = stamp - timedelta(seconds=max(self.lease, 2.0))
+        with self.sessions.begin() as session:
+            lost = session.scalars(
+                select(Job).where(
+                    self._mine(),
+                    Job.state == PENDING,
+                    Job.started_at.is_(None),
+                    Job.updated_at < grace,
+                )
+            ).all()
+            for job in lost:
+                job.updated_at = stamp
+        for job in lost:
+            self.log.warning("job queued again (not in the queue)", job_id=job.id)
             self._enqueue(job)
-        if stuck or waiting:
-            self.log.warning("jobs recovered", failed=len(stuck), requeued=len(waiting))
-        return len(stuck), len(waiting)
 
 
 def _with_timeout(

@@ -32,3 +32,7 @@ class Job(Base):
     progress: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 0-100
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # higher first
+    # the process running it ("host/data-dir/incarnation") and until when it is trusted
+    # to be alive; the holder renews it, anyone may take back an expired one
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)

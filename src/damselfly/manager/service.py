@@ -13,6 +13,7 @@ import urllib3
 import uvicorn
 
 from damselfly.jobs.engine import JobEngine
+from damselfly.jobs.node import Node, claim_node
 from damselfly.jobs.queue import EmbeddedConsumer, make_queue, start_consumer
 from damselfly.logs import EventLog
 from damselfly.manager.api.app import build_app
@@ -35,12 +36,15 @@ class Manager:
     consumer: EmbeddedConsumer
     log: EventLog
     banner: list[str]
+    node: Node
     media: MediaWorkers | None = None
 
     def close(self) -> None:
         if self.media is not None:
             self.media.close()
         self.consumer.stop(graceful=True)
+        self.context.jobs.close()
+        self.node.release()
         self.log.close()
 
 
@@ -59,8 +63,12 @@ def prepare(settings: ManagerSettings, media: MediaSettings | None = None) -> Ma
     schedulers = ClusterSchedulers(factory, urllib3.PoolManager(maxsize=16))
     images = ImageJobs(schedulers, box, lambda: registry_source(settings))
     task_jobs = TaskJobs(schedulers, box, images)
-    jobs = JobEngine(factory, queue, task_jobs.types(), log)
+    node = claim_node(settings.data_dir, "manager")
+    jobs = JobEngine(
+        factory, queue, task_jobs.types(), log, node=node.name, lease=settings.job_lease
+    )
     failed, requeued = jobs.recover()
+    jobs.start_keeper()
     consumer = start_consumer(queue, settings.job_workers)
     lines = []
     if boot.created:
@@ -94,7 +102,7 @@ def prepare(settings: ManagerSettings, media: MediaSettings | None = None) -> Ma
         workers.service if workers else None,
         workers.workflows if workers else None,
     )
-    return Manager(context, consumer, log, lines, workers)
+    return Manager(context, consumer, log, lines, node, workers)
 
 
 def registry_source(settings: ManagerSettings) -> HTTPSource:

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from damselfly.jobs.engine import JobEngine
+from damselfly.jobs.node import Node, claim_node
 from damselfly.jobs.queue import EmbeddedConsumer, make_queue, start_consumer
 from damselfly.logs import EventLog
 from damselfly.media.notify import Notifier
@@ -32,6 +33,7 @@ class MediaWorkers:
     workflows: Workflows
     watcher: Watcher | None
     notifier: Notifier
+    node: Node
 
     def close(self) -> None:
         """Cancel running tasks at their next frame (they go back to the queue), then stop."""
@@ -41,6 +43,8 @@ class MediaWorkers:
         if self.consumer is not None:
             self.consumer.stop(graceful=True)
         self.notifier.close()
+        self.engine.close()
+        self.node.release()
 
 
 def start_media(
@@ -54,17 +58,22 @@ def start_media(
 ) -> MediaWorkers:
     """The media engine, service and workers; `watch` also runs the workflow watcher."""
     queue = make_queue("damselfly-media", redis_url=redis_url, data_dir=queue_dir)
-    engine = JobEngine(sessions, queue, {}, log)
+    node = claim_node(queue_dir, "media")
+    engine = JobEngine(sessions, queue, {}, log, node=node.name, lease=settings.job_lease)
     service = MediaService(sessions, engine, settings)
     stop = threading.Event()
     engine.types.update(MediaRunner(sessions, service, settings, log, stop).job_types())
     for root in (*settings.output_roots, settings.uploads):
         root.mkdir(parents=True, exist_ok=True)
-    # only a process that runs workers recovers: it is the one whose tasks were cut short
+    # every process takes back expired leases; one with workers also takes back its own
+    # earlier incarnation's tasks at once and re-queues what was never started
     recovered = engine.recover() if settings.workers else (0, 0)
+    engine.start_keeper()
     notifier = Notifier(settings.webhook_key, log, service.webhook_key)
     service.subscribe(notifier.on_change)
     workflows = Workflows(sessions, service)
     watcher = Watcher(workflows, log).start() if watch else None
     consumer = start_consumer(queue, settings.workers) if settings.workers else None
-    return MediaWorkers(service, engine, consumer, stop, recovered, workflows, watcher, notifier)
+    return MediaWorkers(
+        service, engine, consumer, stop, recovered, workflows, watcher, notifier, node
+    )

@@ -6,7 +6,7 @@
     if (sources[kind]) return;
     const source = new EventSource("/console/events/" + kind);
     let timer = null;
-    source.addEventListener("refresh", function () {
+    function refresh() {
       if (timer) return;
       timer = setTimeout(function () {
         timer = null;
@@ -14,7 +14,11 @@
           htmx.trigger(el, "refresh");
         });
       }, 250);
-    });
+    }
+    source.addEventListener("refresh", refresh);
+    // What changed between the page's rendering and the stream's (re)connection was
+    // never sent: read once on every open.
+    source.addEventListener("open", refresh);
     sources[kind] = source;
   }
   function scan() {
