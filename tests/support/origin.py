@@ -11,7 +11,8 @@
     /auth/<name>                needs "Authorization: Bearer let-me-in"
     /status/<code>              answers that status
     /_stats                     JSON: requests and body bytes by path
-Start: python origin.py --root DIR [--port N] [--tls-cert C --tls-key K]; prints "PORT n".
+Start: python origin.py --root DIR [--listen IP] [--port N] [--tls-cert C --tls-key K];
+prints {"port": n}.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ async def serve(args: argparse.Namespace) -> None:
     if args.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.tls_cert, args.tls_key)
-    site = web.TCPSite(runner, "127.0.0.1", args.port, ssl_context=context)
+    site = web.TCPSite(runner, args.listen, args.port, ssl_context=context)
     await site.start()
     port = runner.addresses[0][1]
     print(json.dumps({"port": port}), flush=True)
@@ -219,6 +220,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--listen", default="127.0.0.1")
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--lifetime", type=float, default=900)
