@@ -76,6 +76,12 @@ class PeerSettings:
     upload_port: int = field(
         default=0, metadata=_help("Upload server port (0: any free port; it is announced).")
     )
+    advertise_port: int = field(
+        default=0,
+        metadata=_help(
+            "Port announced to others when a proxy or NAT sits in front (0: upload_port)."
+        ),
+    )
     upload_slots: int = field(default=32, metadata=_help("Pieces uploaded at once (1-1024)."))
     upload_rate: int = field(
         default=0, metadata=_help("Upload cap in bytes per second for this peer (0: none).")
@@ -99,6 +105,8 @@ class PeerSettings:
             problems.append("upload_rate must not be negative")
         if not 0 <= self.upload_port <= 65535:
             problems.append(f"upload_port {self.upload_port} is not a port number")
+        if not 0 <= self.advertise_port <= 65535:
+            problems.append(f"advertise_port {self.advertise_port} is not a port number")
         if self.scheduler is not None and not self.scheduler.startswith(("http://", "https://")):
             problems.append(f"scheduler {self.scheduler!r} must be an http(s) URL")
         for name in (

@@ -37,6 +37,9 @@ def peer(
     ip: str | None = typer.Option(None, "--ip", help="IP address announced to others."),
     listen: str = typer.Option("0.0.0.0", "--listen", help="Address the upload server binds."),
     port: int = typer.Option(0, "--port", help="Upload server port (0: any free port)."),
+    advertise_port: int = typer.Option(
+        0, "--advertise-port", help="Port announced to others, if a proxy or NAT sits in front."
+    ),
     endpoint: Path | None = typer.Option(
         None, "--endpoint", help="Local API socket (default <data-dir>/peer.sock)."
     ),
@@ -77,6 +80,7 @@ def peer(
         scheduler=scheduler,
         listen=listen,
         upload_port=port,
+        advertise_port=advertise_port,
         endpoint=endpoint,
         upload_slots=upload_slots,
         upload_rate=parse_size(upload_rate),

@@ -181,7 +181,7 @@ class Daemon:
             id=self.host_id,
             hostname=self.settings.hostname,
             ip=self.settings.ip,
-            port=self.upload_port,
+            port=self.settings.advertise_port or self.upload_port,
             type=self.host_type(),
             upload_slots=self.settings.upload_slots,
             free_upload_slots=free,
