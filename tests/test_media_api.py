@@ -454,7 +454,7 @@ def test_a_separate_worker_process_runs_what_the_manager_queues(tmp_path: Path) 
         tmp_path / "worker",
     )  # fmt: skip
     try:
-        wait_ready(worker, r"media worker ready: 1 worker")
+        wait_ready(worker, r"worker ready: 1 media worker")
         task = media.create({"input": {"path": "clip.mp4"}, "snapshots": [{"offsets": ["1s"]}]})
         done = media.wait(task["task_id"])
         assert not done["failed"] and len(done["subtasks"][0]["outputs"]) == 1

@@ -211,7 +211,15 @@ class ManagerSettings:
     redis_url: str | None = field(
         default=None, metadata=_help("Job queue on Redis (redis://...); default SQLite.")
     )
-    job_workers: int = field(default=4, metadata=_help("Jobs run at once (1-64)."))
+    job_workers: int = field(
+        default=4, metadata=_help("Jobs run at once here (0-64; 0: only `damselfly worker`s).")
+    )
+    secret_key_file: Path | None = field(
+        default=None,
+        metadata=_help(
+            "Key sealing credentials in job args (default data_dir/manager/secret.key)."
+        ),
+    )
     registry_ca_cert: Path | None = field(
         default=None, metadata=_help("CA bundle for HTTPS registries (image jobs).")
     )
@@ -225,8 +233,8 @@ class ManagerSettings:
             raise InvalidInput("invalid manager settings: job_lease must be within 1-3600 s")
         if not 0 <= self.port <= 65535:
             raise InvalidInput(f"invalid manager settings: port {self.port} is not a port number")
-        if not 1 <= self.job_workers <= 64:
-            raise InvalidInput("invalid manager settings: job_workers must be within 1-64")
+        if not 0 <= self.job_workers <= 64:
+            raise InvalidInput("invalid manager settings: job_workers must be within 0-64")
         if self.database_url is not None and not self.database_url.startswith(
             ("sqlite", "postgresql")
         ):

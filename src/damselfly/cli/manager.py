@@ -32,7 +32,15 @@ def manager(
     redis_url: str | None = typer.Option(
         None, "--redis-url", help="Job queue on Redis (redis://host:6379/0); default SQLite."
     ),
-    job_workers: int = typer.Option(4, "--job-workers", help="Jobs run at once in here."),
+    job_workers: int = typer.Option(
+        4, "--job-workers", help="Jobs run at once in here (0: only on `damselfly worker`s)."
+    ),
+    secret_key_file: Path | None = typer.Option(
+        None,
+        "--secret-key-file",
+        help="Key sealing job credentials (default "
+        "<data-dir>/manager/secret.key; give workers a copy).",
+    ),
     registry_ca_cert: Path | None = typer.Option(
         None, "--registry-ca-cert", help="CA bundle for HTTPS registries (image jobs)."
     ),
@@ -64,6 +72,7 @@ def manager(
         database_url=database_url,
         redis_url=redis_url,
         job_workers=job_workers,
+        secret_key_file=secret_key_file,
         registry_ca_cert=registry_ca_cert,
         job_lease=lease,
     )

@@ -24,8 +24,19 @@ def _is_sealed(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {_SEALED}
 
 
+def default_key_file(data_dir: Path) -> Path:
+    return data_dir / "manager" / "secret.key"
+
+
 class SecretBox:
-    def __init__(self, key_file: Path) -> None:
+    def __init__(self, key_file: Path, *, create: bool = True) -> None:
+        """`create`: make a key when there is none (the manager); a worker must be given
+        the manager's, or it could not open what the manager sealed."""
+        if not key_file.exists() and not create:
+            raise DamselflyError(
+                f"no secret key at {key_file}: copy the manager's "
+                "<data-dir>/manager/secret.key there (mode 0600), or pass --secret-key-file"
+            )
         if not key_file.exists():
             key_file.parent.mkdir(parents=True, exist_ok=True)
             temp = key_file.with_suffix(".tmp")

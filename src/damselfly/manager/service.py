@@ -9,42 +9,31 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import urllib3
 import uvicorn
 
-from damselfly.jobs.engine import JobEngine
-from damselfly.jobs.node import Node, claim_node
-from damselfly.jobs.queue import EmbeddedConsumer, make_queue, start_consumer
 from damselfly.logs import EventLog
 from damselfly.manager.api.app import build_app
 from damselfly.manager.api.deps import ManagerContext
 from damselfly.manager.auth import bootstrap_root
 from damselfly.manager.db import make_engine, migrate, sessions, sqlite_url
-from damselfly.manager.image_jobs import ImageJobs
-from damselfly.manager.schedulers import ClusterSchedulers
-from damselfly.manager.secrets import SecretBox
-from damselfly.manager.task_jobs import TaskJobs
+from damselfly.manager.job_workers import TaskJobWorkers, start_task_jobs
+from damselfly.manager.secrets import SecretBox, default_key_file
 from damselfly.media.workers import MediaWorkers, start_media
 from damselfly.settings import ManagerSettings, MediaSettings
-from damselfly.source.http import HTTPSource
-from damselfly.source.retry import RetryPolicy
 
 
 @dataclass
 class Manager:
     context: ManagerContext
-    consumer: EmbeddedConsumer
+    jobs: TaskJobWorkers
     log: EventLog
     banner: list[str]
-    node: Node
     media: MediaWorkers | None = None
 
     def close(self) -> None:
         if self.media is not None:
             self.media.close()
-        self.consumer.stop(graceful=True)
-        self.context.jobs.close()
-        self.node.release()
+        self.jobs.close()
         self.log.close()
 
 
@@ -58,18 +47,17 @@ def prepare(settings: ManagerSettings, media: MediaSettings | None = None) -> Ma
     with factory.begin() as session:
         boot = bootstrap_root(session, settings.data_dir)
     log = EventLog(settings.data_dir / "logs", "manager")
-    queue = make_queue("damselfly-jobs", redis_url=settings.redis_url, data_dir=settings.data_dir)
-    box = SecretBox(settings.data_dir / "manager" / "secret.key")
-    schedulers = ClusterSchedulers(factory, urllib3.PoolManager(maxsize=16))
-    images = ImageJobs(schedulers, box, lambda: registry_source(settings))
-    task_jobs = TaskJobs(schedulers, box, images)
-    node = claim_node(settings.data_dir, "manager")
-    jobs = JobEngine(
-        factory, queue, task_jobs.types(), log, node=node.name, lease=settings.job_lease
+    jobs = start_task_jobs(
+        factory,
+        data_dir=settings.data_dir,
+        redis_url=settings.redis_url,
+        box=SecretBox(settings.secret_key_file or default_key_file(settings.data_dir)),
+        workers=settings.job_workers,
+        lease=settings.job_lease,
+        log=log,
+        registry_ca_cert=settings.registry_ca_cert,
     )
-    failed, requeued = jobs.recover()
-    jobs.start_keeper()
-    consumer = start_consumer(queue, settings.job_workers)
+    failed, requeued = jobs.recovered
     lines = []
     if boot.created:
         lines += [
@@ -95,26 +83,14 @@ def prepare(settings: ManagerSettings, media: MediaSettings | None = None) -> Ma
     context = ManagerContext(
         factory,
         settings.data_dir,
-        jobs,
-        task_jobs.validate,
-        box.seal,
-        box.open,
+        jobs.engine,
+        jobs.task_jobs.validate,
+        jobs.box.seal,
+        jobs.box.open,
         workers.service if workers else None,
         workers.workflows if workers else None,
     )
-    return Manager(context, consumer, log, lines, node, workers)
-
-
-def registry_source(settings: ManagerSettings) -> HTTPSource:
-    """The HTTP client a job resolves image manifests with (one per job: its tokens
-    are that job's credentials' only)."""
-    return HTTPSource(
-        retry=RetryPolicy(attempts=3, first_backoff=0.2),
-        connections=2,
-        connect_timeout=5.0,
-        read_timeout=30.0,
-        ca_cert=str(settings.registry_ca_cert) if settings.registry_ca_cert else None,
-    )
+    return Manager(context, jobs, log, lines, workers)
 
 
 class _Server(uvicorn.Server):
