@@ -10,73 +10,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from damselfly import ids
 from tests.support.cluster import http_json, wait_ready
-from tests.support.netns import Host, Lan, unavailable
-from tests.support.processes import damselfly_cmd, stop, write_random
+from tests.support.fleet import SUPPORT, UPLOAD, Fleet, printed_port
+from tests.support.netns import Lan, unavailable
+from tests.support.processes import damselfly_cmd, write_random
 
-SUPPORT = Path(__file__).parent / "support"
 SIZE = 256 << 20
-UPLOAD, RELAYED = 65002, 65000  # fresh namespaces: every port is free
-
-
-def _spawn(host: Host, argv: list[str], log: Path) -> subprocess.Popen[str]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as err:
-        return subprocess.Popen(host.cmd(argv), stdout=subprocess.PIPE, stderr=err, text=True)
-
-
-def _port(process: subprocess.Popen[str]) -> int:
-    line = process.stdout.readline()  # type: ignore[union-attr]
-    assert line, f"{process.args} did not start"
-    return int(json.loads(line)["port"])
-
-
-@dataclass
-class Fleet:
-    lan: Lan
-    root: Path
-    core: Host
-    processes: list[subprocess.Popen[str]] = field(default_factory=list)
-    peers: dict[str, tuple[Host, Path]] = field(default_factory=dict)
-    events: list[Path] = field(default_factory=list)
-
-    def run(self, host: Host, argv: list[str], name: str) -> subprocess.Popen[str]:
-        process = _spawn(host, argv, self.root / name / "stderr.log")
-        self.processes.append(process)
-        return process
-
-    def relay(self, host: Host, target: str, port: int, name: str, *faults: str) -> int:
-        events = self.root / name / "relay-events.jsonl"
-        self.events.append(events)
-        argv = [sys.executable, str(SUPPORT / "relay.py"), "--target", target, "--listen",
-                host.ip, "--port", str(port), "--events", str(events), "--lifetime", "600",
-                *faults]  # fmt: skip
-        return _port(self.run(host, argv, name))
-
-    def peer(self, host: Host, name: str, *, seed: bool = False, faults: tuple[str, ...] = ()):
-        data = self.root / name
-        argv = [*damselfly_cmd(), "peer", "--scheduler", f"http://{self.core.ip}:8002",
-                "--data-dir", str(data), "--hostname", name, "--ip", host.ip,
-                "--heartbeat-interval", "0.5", *(["--seed"] if seed else [])]  # fmt: skip
-        if faults:  # others reach this host's pieces through a faulty link only
-            self.relay(host, f"127.0.0.1:{UPLOAD}", RELAYED, name, *faults)
-            argv += ["--listen", "127.0.0.1", "--port", str(UPLOAD),
-                     "--advertise-port", str(RELAYED)]  # fmt: skip
-        else:
-            argv += ["--listen", host.ip, "--port", str(UPLOAD)]
-        process = self.run(host, argv, name)
-        wait_ready(process, r"peer (\S+) ready")
-        self.peers[name] = (host, data)
-
-    def close(self) -> None:
-        for process in reversed(self.processes):
-            stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +31,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     lan = Lan().start()
     root = tmp_path_factory.mktemp("fleet")
     core = lan.add_host("core")
-    fleet = Fleet(lan, root, core)
+    fleet = Fleet(lan, root)
+    scheduler_url = f"http://{core.ip}:8002"
     try:
         files = root / "origin-files"
         files.mkdir()
@@ -96,24 +40,25 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                                   str(files), "--lifetime", "600"], "origin")  # fmt: skip
         bad = ("--latency", "0.05", "--reset-every", "100MiB")
         # the origin is far away: 50 ms each way, resets, its uplink capped at 200 MB/s
-        fleet.relay(core, f"127.0.0.1:{_port(origin)}", 8080, "origin-link", *bad,
+        fleet.relay(core, f"127.0.0.1:{printed_port(origin)}", 8080, "origin-link", *bad,
                     "--rate", "200MB")  # fmt: skip
         scheduler = fleet.run(core, [*damselfly_cmd(), "scheduler", "--listen", core.ip,
                                      "--port", "8002", "--data-dir", str(root / "scheduler")],
                               "scheduler")  # fmt: skip
         wait_ready(scheduler, r"ready: http://")
-        fleet.peer(core, "seed", seed=True, faults=bad)
+        fleet.peer(core, "seed", scheduler_url, seed=True, faults=bad)
         for n in range(1, 7):
             faults = {2: bad, 4: bad, 6: (*bad, "--stall-every", "64MiB", "--stall", "1")}
-            fleet.peer(lan.add_host(f"h{n}"), f"h{n}", faults=faults.get(n, ()))
+            fleet.peer(lan.add_host(f"h{n}"), f"h{n}", scheduler_url, faults=faults.get(n, ()))
         yield fleet
+        assert not fleet.tracebacks()
     finally:
         fleet.close()
         lan.close()
 
 
 def test_hosts_join_with_their_own_addresses(fleet: Fleet) -> None:
-    status, hosts = http_json("GET", f"http://{fleet.core.ip}:8002/api/v1/hosts")
+    status, hosts = http_json("GET", f"http://{fleet.lan.hosts[0].ip}:8002/api/v1/hosts")
     assert status == 200
     seen = {h["hostname"]: h for h in hosts}
     assert set(seen) == {"seed", *(f"h{n}" for n in range(1, 7))}
@@ -127,17 +72,16 @@ def test_hosts_join_with_their_own_addresses(fleet: Fleet) -> None:
 def test_256_mib_across_six_hosts_over_bad_links(fleet: Fleet) -> None:
     files = fleet.root / "origin-files"
     digest = write_random(files / "big.bin", SIZE, seed=2026)
-    url = f"http://{fleet.core.ip}:8080/files/big.bin"
+    url = f"http://{fleet.lan.hosts[0].ip}:8080/files/big.bin"
     started = time.monotonic()
-    gets = {
-        name: subprocess.Popen(
-            host.cmd([*damselfly_cmd(), "get", url, "-O", str(data / "big.bin"),
-                      "--no-progress", "--data-dir", str(data), "--timeout", "5m"]),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for name, (host, data) in fleet.peers.items()
-        if name != "seed"
-    }
+    gets = {}
+    for name, (host, data) in fleet.peers.items():
+        if name != "seed":
+            argv = [*damselfly_cmd(), "get", url, "-O", str(data / "big.bin"), "--no-progress",
+                    "--data-dir", str(data), "--timeout", "5m"]  # fmt: skip
+            gets[name] = subprocess.Popen(
+                host.cmd(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
     try:
         for name, get in gets.items():
             _, err = get.communicate(timeout=300)
@@ -151,11 +95,14 @@ def test_256_mib_across_six_hosts_over_bad_links(fleet: Fleet) -> None:
         if name != "seed":
             got = hashlib.sha256((data / "big.bin").read_bytes()).hexdigest()
             assert got == digest, f"{name} has different bytes"
-    faults = {path.parent.name: [json.loads(line)["event"] for line in path.read_text().splitlines()]
-              for path in fleet.events if path.exists()}  # fmt: skip
+    faults = {
+        path.parent.name: [json.loads(line)["event"] for line in path.read_text().splitlines()]
+        for path in fleet.events
+        if path.exists()
+    }
     # the links every byte crossed did break: origin -> seed, and seed -> the fleet
     assert "reset" in faults["origin-link"] and "reset" in faults["seed"], faults
-    stats = http_json("GET", f"http://{fleet.core.ip}:8080/_stats")[1]
+    stats = http_json("GET", f"http://{fleet.lan.hosts[0].ip}:8080/_stats")[1]
     from_origin = stats["body_bytes"].get("/files/big.bin", 0)
     assert from_origin < 1.5 * SIZE, f"the origin sent {from_origin / SIZE:.2f}x the file"
     print(f"256 MiB to 6 hosts over faulty links: {took:.1f}s; origin sent "

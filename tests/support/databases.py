@@ -22,13 +22,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30) -> None:
+def _wait_port(
+    port: int, process: subprocess.Popen, what: str, timeout: float = 30, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with {process.returncode}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            socket.create_connection((host, port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
@@ -44,16 +46,19 @@ def _skip(reason: str) -> None:
 
 @dataclass
 class Postgres:
-    process: subprocess.Popen
+    process: subprocess.Popen | None  # None until started
     port: int
     root: Path
+    host: str = "127.0.0.1"
+    command: list[str] | None = None
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://damselfly@127.0.0.1:{self.port}/postgres"
+        return f"postgresql+psycopg://damselfly@{self.host}:{self.port}/postgres"
 
     @classmethod
-    def start(cls) -> Postgres:
+    def start(cls, host: str = "127.0.0.1") -> Postgres:
+        """Listening on `host` (another address: clients from anywhere are trusted)."""
         binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not binaries:
             _skip("PostgreSQL is not installed (./dev test installs it with apt-get)")
@@ -71,18 +76,34 @@ class Postgres:
              "--auth=trust", "-E", "UTF8"],
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
+        if host != "127.0.0.1":
+            with (data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all 0.0.0.0/0 trust\n")
         port = free_port()
-        process = subprocess.Popen(
-            [*as_user, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-             "-h", "127.0.0.1", "-k", str(root), "-c", "fsync=off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        _wait_port(port, process, "postgres")
+        command = [*as_user, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
+                   "-h", host, "-k", str(root), "-c", "fsync=off"]  # fmt: skip
+        server = cls(None, port, root, host, command)
+        server._run()
+        return server
+
+    def _run(self) -> None:
+        assert self.command is not None
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_port(self.port, self.process, "postgres", host=self.host)
         time.sleep(0.3)  # accepting connections a moment after listening
-        return cls(process, port, root)
+
+    def restart(self, down: float = 1.0) -> None:
+        """Stop (fast shutdown: clients are cut off), stay down `down` s, start again."""
+        assert self.process is not None
+        stop(self.process, grace=15)
+        time.sleep(down)
+        self._run()
 
     def stop(self) -> None:
-        stop(self.process, grace=15)
+        if self.process is not None:
+            stop(self.process, grace=15)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -90,24 +111,31 @@ class Postgres:
 class Redis:
     process: subprocess.Popen
     port: int
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     @classmethod
-    def start(cls, port: int | None = None) -> Redis:
+    def start(cls, port: int | None = None, host: str = "127.0.0.1") -> Redis:
+        """No persistence: a restart loses the queue, the worst case jobs must survive."""
         binary = shutil.which("redis-server")
         if binary is None:
             _skip("redis-server is not installed (./dev test installs it with apt-get)")
         port = port or free_port()
         process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
+            [binary, "--port", str(port), "--bind", host, "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        _wait_port(port, process, "redis-server")
-        return cls(process, port)
+        _wait_port(port, process, "redis-server", host=host)
+        return cls(process, port, host)
+
+    def restart(self, down: float = 1.0) -> None:
+        stop(self.process, grace=10)
+        time.sleep(down)
+        self.process = Redis.start(self.port, self.host).process
 
     def stop(self) -> None:
         stop(self.process, grace=10)

@@ -39,7 +39,7 @@ RUN_BYTES = 64 * 1024 * 1024
 _REFRESH_EVERY = 1.0  # ask the scheduler for fresh parents this often
 _POLL_WAIT = 5.0  # long-poll a parent's piece list this long
 _PARENT_STALL = 30.0  # a parent whose list has not grown this long is dropped
-_MAX_FAILURES = 2  # failed piece fetches before a parent is dropped
+_MAX_FAILURES = 2  # failed piece fetches in a row before a parent is dropped
 _BUSY_BACKOFF = 0.2  # seconds a parent with no free upload slot is left alone
 
 
@@ -195,7 +195,7 @@ class Swarm:
     async def _watch(self, link: ParentLink) -> None:
         url = f"{link.base_url}/api/v1/tasks/{self.task_id}/pieces"
         timeout = aiohttp.ClientTimeout(total=_POLL_WAIT + 10, connect=3)
-        misses = 0
+        misses = list_failures = 0  # the list's own failures in a row
         while not link.dead:
             params = {"since": str(len(link.pieces)), "wait": str(_POLL_WAIT)}
             try:
@@ -209,9 +209,10 @@ class Swarm:
                         continue
                     resp.raise_for_status()
                     listed = PieceList.from_json(await resp.json(), known=link.pieces)
+                    list_failures = 0
             except (aiohttp.ClientError, TimeoutError, DamselflyError) as exc:
-                link.failures += 1
-                if link.failures > _MAX_FAILURES:
+                list_failures += 1
+                if list_failures > _MAX_FAILURES:
                     self._drop(link, f"piece list failed: {exc}")
                     return
                 await asyncio.sleep(0.2)
@@ -287,10 +288,16 @@ class Swarm:
         for future in [f for f in inflight if f.done()]:
             run, link = inflight.pop(future)
             link.inflight -= len(run)
+            progressed = False
             for piece in run:  # verified pieces count even when the rest of the run failed
                 if piece.number in self._landed:
+                    progressed = progressed or piece.number in missing
                     missing.pop(piece.number, None)
             exc = future.exception()
+            if exc is None or progressed:
+                # a link that broke after delivering is flaky, not dead: only
+                # failures in a row count against it
+                link.failures = 0
             if exc is None:
                 continue
             if isinstance(exc, StorageFull | OSError) and not isinstance(exc, ConnectionError):
@@ -302,7 +309,7 @@ class Swarm:
                 # busy, not broken: ask others for a moment
                 link.busy_until = time.monotonic() + _BUSY_BACKOFF
                 continue
-            link.failures += 1
+            link.failures += 0 if progressed else 1
             unreachable = isinstance(exc, SourceError) and exc.unreachable
             if unreachable or link.failures >= _MAX_FAILURES:
                 self._drop(link, f"pieces {run[0].number}-{run[-1].number} failed: {exc}")
