@@ -393,8 +393,15 @@ def test_ctrl_c_stops_promptly_keeps_pieces_and_says_so(origin, data_dir, tmp_pa
     url = origin.url("/slow/256/interrupt.bin")
     out = tmp_path / "o"
     process = start_damselfly("get", url, "-O", str(out), "--no-progress", data_dir=data_dir)
+    log = data_dir / "logs" / "peer.log"
     try:
-        time.sleep(1.5)
+        # once the download runs: a SIGINT during interpreter start-up is another story
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            log.exists() and "download task started" in log.read_text()
+        ):
+            time.sleep(0.05)
+        time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         started = time.monotonic()
         _, stderr = process.communicate(timeout=30)
@@ -404,5 +411,5 @@ def test_ctrl_c_stops_promptly_keeps_pieces_and_says_so(origin, data_dir, tmp_pa
     assert time.monotonic() - started < 10
     assert stderr.startswith("error: interrupted") and "Traceback" not in stderr
     assert not out.exists()
-    log = (data_dir / "logs" / "peer.log").read_text()
-    assert "download task failed" in log and 'error="interrupted"' in log
+    text = log.read_text()
+    assert "download task failed" in text and 'error="interrupted"' in text

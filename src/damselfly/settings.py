@@ -31,8 +31,9 @@ def default_ip() -> str:
     return "127.0.0.1"
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+def _help(text: str, unit: str | None = None) -> dict[str, str]:
+    """Field metadata; `unit` ("duration", "size") lets a config file write '30s', '4MiB'."""
+    return {"help": text, "unit": unit} if unit else {"help": text}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +50,18 @@ class PeerSettings:
     concurrency: int = field(default=8, metadata=_help("Pieces fetched at once (1-64)."))
     retry_attempts: int = field(default=5, metadata=_help("Tries per origin request."))
     retry_backoff: float = field(
-        default=0.2, metadata=_help("First retry delay in seconds, doubling.")
+        default=0.2, metadata=_help("First retry delay in seconds, doubling.", "duration")
     )
-    connect_timeout: float = field(default=10.0, metadata=_help("Seconds to connect."))
-    read_timeout: float = field(default=30.0, metadata=_help("Seconds without a byte."))
+    connect_timeout: float = field(default=10.0, metadata=_help("Seconds to connect.", "duration"))
+    read_timeout: float = field(default=30.0, metadata=_help("Seconds without a byte.", "duration"))
     lock_wait: float = field(
-        default=3600.0, metadata=_help("Seconds to wait while another process fetches a task.")
+        default=3600.0,
+        metadata=_help("Seconds to wait while another process fetches a task.", "duration"),
     )
     ca_cert: Path | None = field(default=None, metadata=_help("CA bundle for HTTPS origins."))
     gc_ttl: float = field(
-        default=30 * 24 * 3600, metadata=_help("Evict tasks not accessed for this many seconds.")
+        default=30 * 24 * 3600,
+        metadata=_help("Evict tasks not accessed for this many seconds.", "duration"),
     )
     gc_high_watermark: float = field(
         default=0.80, metadata=_help("Disk use (0-1) that starts LRU eviction.")
@@ -67,7 +70,8 @@ class PeerSettings:
         default=0.60, metadata=_help("Disk use (0-1) LRU eviction goes down to.")
     )
     gc_interval: float = field(
-        default=60.0, metadata=_help("Seconds between garbage collections in the daemon.")
+        default=60.0,
+        metadata=_help("Seconds between garbage collections in the daemon.", "duration"),
     )
     scheduler: str | None = field(
         default=None, metadata=_help("Scheduler URL, e.g. http://10.0.0.5:8002; none: no P2P.")
@@ -84,13 +88,13 @@ class PeerSettings:
     )
     upload_slots: int = field(default=32, metadata=_help("Pieces uploaded at once (1-1024)."))
     upload_rate: int = field(
-        default=0, metadata=_help("Upload cap in bytes per second for this peer (0: none).")
+        default=0, metadata=_help("Upload cap in bytes per second for this peer (0: none).", "size")
     )
     endpoint: Path | None = field(
         default=None, metadata=_help("Local API unix socket (default <data_dir>/peer.sock).")
     )
     heartbeat_interval: float = field(
-        default=5.0, metadata=_help("Seconds between heartbeats to the scheduler.")
+        default=5.0, metadata=_help("Seconds between heartbeats to the scheduler.", "duration")
     )
 
     def __post_init__(self) -> None:
@@ -145,7 +149,8 @@ class SchedulerSettings:
     listen: str = field(default="0.0.0.0", metadata=_help("Address the API binds."))
     port: int = field(default=8002, metadata=_help("API port (0: any free port)."))
     host_ttl: float = field(
-        default=30.0, metadata=_help("Seconds without a heartbeat before a host is dropped.")
+        default=30.0,
+        metadata=_help("Seconds without a heartbeat before a host is dropped.", "duration"),
     )
     max_parents: int = field(default=4, metadata=_help("Parents handed out at a time (1-20)."))
     candidate_sample: int = field(
@@ -225,7 +230,9 @@ class ManagerSettings:
     )
     job_lease: float = field(
         default=30.0,
-        metadata=_help("Seconds a job's process may go silent before others take it back."),
+        metadata=_help(
+            "Seconds a job's process may go silent before others take it back.", "duration"
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -268,7 +275,9 @@ class MediaSettings:
     webhook_key: str = field(default="", metadata=_help("Signs webhooks: md5(timestamp + key)."))
     job_lease: float = field(
         default=30.0,
-        metadata=_help("Seconds a task's worker may go silent before others take it back."),
+        metadata=_help(
+            "Seconds a task's worker may go silent before others take it back.", "duration"
+        ),
     )
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from damselfly.cli import config as config_cmd
 from damselfly.cli import get as get_cmd
 from damselfly.cli import jobs as jobs_cmd
 from damselfly.cli import manager as manager_cmd
@@ -41,6 +42,7 @@ def build_app() -> typer.Typer:
     app.add_typer(tasks_cmd.app, name="task")
     app.add_typer(jobs_cmd.app, name="jobs")
     app.add_typer(media_cmd.app, name="media")
+    app.add_typer(config_cmd.app, name="config")
     return app
 
 

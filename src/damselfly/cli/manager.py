@@ -7,7 +7,13 @@ from pathlib import Path
 
 import typer
 
-from damselfly.cli.options import default_data_dir, media_settings
+from damselfly import config as config_file
+from damselfly.cli.options import (
+    config_option,
+    default_data_dir,
+    media_settings,
+    with_media_config,
+)
 from damselfly.errors import DamselflyError
 from damselfly.settings import ManagerSettings
 from damselfly.units import parse_duration
@@ -23,6 +29,7 @@ Example:
 
 
 def manager(
+    ctx: typer.Context,
     listen: str = typer.Option("0.0.0.0", "--listen", help="Address the API binds."),
     port: int = typer.Option(8080, "--port", help="API port (0: any free port)."),
     data_dir: Path = typer.Option(None, "--data-dir", help="Database and token live here."),
@@ -61,12 +68,12 @@ def manager(
         "--job-lease",
         help="How long a job's process may go silent before others take its jobs back.",
     ),
+    config: Path | None = config_option(),
 ) -> None:
+    cfg = config_file.load(config)
     lease = parse_duration(job_lease)
-    if registry_ca_cert is not None and not registry_ca_cert.is_file():
-        raise DamselflyError(f"CA bundle {registry_ca_cert} does not exist")
     settings = ManagerSettings(
-        data_dir=data_dir or default_data_dir(),
+        data_dir=data_dir or cfg.get("manager", "data_dir") or default_data_dir(),
         listen=listen,
         port=port,
         database_url=database_url,
@@ -76,6 +83,10 @@ def manager(
         registry_ca_cert=registry_ca_cert,
         job_lease=lease,
     )
+    settings = cfg.apply(ctx, settings, "manager")
+    ca = settings.registry_ca_cert
+    if ca is not None and not ca.is_file():
+        raise DamselflyError(f"CA bundle {ca} does not exist")
     media = media_settings(
         settings.data_dir,
         media_input_root,
@@ -84,6 +95,7 @@ def manager(
         peer_endpoint=peer_endpoint,
         job_lease=lease,
     )
+    media = with_media_config(ctx, media, cfg)
     from damselfly.manager.service import prepare, serve
 
     try:
@@ -96,7 +108,9 @@ def manager(
     try:
         asyncio.run(serve(settings, running))
     except (OSError, SystemExit) as exc:
-        raise DamselflyError(f"cannot start the manager on {listen}:{port}: {exc}") from None
+        raise DamselflyError(
+            f"cannot start the manager on {settings.listen}:{settings.port}: {exc}"
+        ) from None
     except KeyboardInterrupt:
         pass
     finally:

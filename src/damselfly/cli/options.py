@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import typer
+
+from damselfly.config import ConfigFile
 from damselfly.errors import InvalidInput
 from damselfly.ids import DEFAULT_FILTERED_QUERY_PARAMS
 from damselfly.settings import MediaSettings
@@ -16,6 +19,35 @@ def default_data_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "damselfly"
+
+
+def config_option() -> typer.models.OptionInfo:
+    return typer.Option(
+        None,
+        "--config",
+        envvar="DAMSELFLY_CONFIG",
+        help="TOML configuration file; flags given here win (docs/configuration.md).",
+    )
+
+
+def with_media_config(
+    ctx: typer.Context, media: MediaSettings, cfg: ConfigFile, workers_flag: str = "media_workers"
+) -> MediaSettings:
+    """`media` with the config file's [media] table, its roots created."""
+    flags = {**MEDIA_FLAGS, "workers": workers_flag}
+    media = cfg.apply(ctx, media, "media", flags)
+    for root in (*media.input_roots, *media.output_roots):
+        if root.exists() and not root.is_dir():
+            raise InvalidInput(f"media root {root} is not a directory")
+        root.mkdir(parents=True, exist_ok=True)
+    return media
+
+
+# [media] settings -> the flags that set them on manager, worker and serve
+MEDIA_FLAGS = {
+    "input_roots": "media_input_root",
+    "output_roots": "media_output_root",
+}
 
 
 def filters_or_default(given: list[str] | None) -> tuple[str, ...]:

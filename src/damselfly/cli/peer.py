@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from damselfly.cli.options import default_data_dir
+from damselfly import config as config_file
+from damselfly.cli.options import config_option, default_data_dir
 from damselfly.errors import DamselflyError
 from damselfly.settings import PeerSettings
 from damselfly.units import parse_duration, parse_size
@@ -28,6 +29,7 @@ Examples:
 
 
 def peer(
+    ctx: typer.Context,
     scheduler: str | None = typer.Option(
         None, "--scheduler", help="Scheduler URL; without one the peer only uses the origin."
     ),
@@ -64,7 +66,9 @@ def peer(
     cluster_id: int | None = typer.Option(
         None, "--cluster-id", help="With --manager: the scheduler cluster to join."
     ),
+    config: Path | None = config_option(),
 ) -> None:
+    cfg = config_file.load(config)
     if manager and scheduler:
         raise DamselflyError("give --scheduler or --manager, not both")
     if manager:
@@ -75,7 +79,7 @@ def peer(
     if ip:
         overrides["ip"] = ip
     settings = PeerSettings(
-        data_dir=data_dir or default_data_dir(),
+        data_dir=data_dir or cfg.get("peer", "data_dir") or default_data_dir(),
         seed=seed,
         scheduler=scheduler,
         listen=listen,
@@ -90,6 +94,7 @@ def peer(
         gc_interval=parse_duration(gc_interval),
         **overrides,
     )
+    settings = cfg.apply(ctx, settings, "peer", {"upload_port": "port"})
 
     def ready(daemon: Daemon) -> None:
         print(

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from damselfly.cli.options import default_data_dir
+from damselfly import config as config_file
+from damselfly.cli.options import config_option, default_data_dir
 from damselfly.errors import DamselflyError
 from damselfly.settings import SchedulerSettings
 
@@ -21,6 +22,7 @@ Example:
 
 
 def scheduler(
+    ctx: typer.Context,
     listen: str = typer.Option("0.0.0.0", "--listen", help="Address the API binds."),
     port: int = typer.Option(8002, "--port", help="API port (0: any free port)."),
     data_dir: Path = typer.Option(None, "--data-dir", help="Logs live here."),
@@ -36,10 +38,12 @@ def scheduler(
     advertise_ip: str | None = typer.Option(
         None, "--advertise-ip", help="IP the manager hands out for this scheduler."
     ),
+    config: Path | None = config_option(),
 ) -> None:
+    cfg = config_file.load(config)
     extra = {"advertise_ip": advertise_ip} if advertise_ip else {}
     settings = SchedulerSettings(
-        data_dir=data_dir or default_data_dir(),
+        data_dir=data_dir or cfg.get("scheduler", "data_dir") or default_data_dir(),
         listen=listen,
         port=port,
         host_ttl=host_ttl,
@@ -49,10 +53,13 @@ def scheduler(
         manager_token=manager_token,
         **extra,
     )
+    settings = cfg.apply(ctx, settings, "scheduler")
     try:
         asyncio.run(serve(settings))
     except OSError as exc:
-        raise DamselflyError(f"cannot start the scheduler on {listen}:{port}: {exc}") from None
+        raise DamselflyError(
+            f"cannot start the scheduler on {settings.listen}:{settings.port}: {exc}"
+        ) from None
 
 
 async def serve(settings: SchedulerSettings) -> None:

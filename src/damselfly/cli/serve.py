@@ -7,7 +7,13 @@ from pathlib import Path
 
 import typer
 
-from damselfly.cli.options import default_data_dir, media_settings
+from damselfly import config as config_file
+from damselfly.cli.options import (
+    config_option,
+    default_data_dir,
+    media_settings,
+    with_media_config,
+)
 from damselfly.errors import DamselflyError
 from damselfly.settings import (
     ManagerSettings,
@@ -23,6 +29,7 @@ Prints where the API is and how to log in. Other hosts join with `damselfly peer
 
 
 def serve(
+    ctx: typer.Context,
     data_dir: Path = typer.Option(None, "--data-dir", help="Everything lives here."),
     listen: str = typer.Option("127.0.0.1", "--listen", help="Address the servers bind."),
     port: int = typer.Option(8080, "--port", help="API port (0: any free port)."),
@@ -43,14 +50,19 @@ def serve(
     media_workers: int | None = typer.Option(
         None, "--media-workers", help="Media tasks run at once (default: half the cores)."
     ),
+    config: Path | None = config_option(),
 ) -> None:
-    data_dir = data_dir or default_data_dir()
+    cfg = config_file.load(config)
+    data_dir = data_dir or cfg.get("manager", "data_dir") or default_data_dir()
     overrides = {"ip": "127.0.0.1"} if listen == "127.0.0.1" else {}
     peer = PeerSettings(
         data_dir=data_dir, seed=True, listen=listen, upload_port=peer_port, **overrides
     )
     scheduler = SchedulerSettings(data_dir=data_dir, listen=listen, port=scheduler_port)
     manager = ManagerSettings(data_dir=data_dir, listen=listen, port=port)
+    peer = cfg.apply(ctx, peer, "peer", {"upload_port": "peer_port"})
+    scheduler = cfg.apply(ctx, scheduler, "scheduler", {"port": "scheduler_port"})
+    manager = cfg.apply(ctx, manager, "manager")
     media = media_settings(
         data_dir,
         media_input_root,
@@ -58,6 +70,7 @@ def serve(
         media_workers,
         peer_endpoint=default_endpoint(data_dir),
     )
+    media = with_media_config(ctx, media, cfg)
     from damselfly.serve import run
 
     try:

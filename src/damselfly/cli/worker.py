@@ -15,7 +15,13 @@ from pathlib import Path
 
 import typer
 
-from damselfly.cli.options import default_data_dir, media_settings
+from damselfly import config as config_file
+from damselfly.cli.options import (
+    config_option,
+    default_data_dir,
+    media_settings,
+    with_media_config,
+)
 from damselfly.errors import DamselflyError
 from damselfly.units import parse_duration
 
@@ -30,6 +36,7 @@ database and queues; no API.
 
 
 def worker(
+    ctx: typer.Context,
     data_dir: Path = typer.Option(
         None, "--data-dir", help="The manager's data directory, or this worker's own."
     ),
@@ -58,12 +65,17 @@ def worker(
         "--job-lease",
         help="How long a worker may go silent before others take its work back.",
     ),
+    config: Path | None = config_option(),
 ) -> None:
+    cfg = config_file.load(config)
+    shared = cfg.values("manager")  # the manager's database, queue and key
+    data_dir = data_dir or cfg.get("media", "data_dir") or shared.get("data_dir")
     data_dir = data_dir or default_data_dir()
+    database_url = database_url or shared.get("database_url")
+    redis_url = redis_url or shared.get("redis_url")
+    secret_key_file = secret_key_file or shared.get("secret_key_file")
     if (workers is not None and workers < 0) or not 0 <= job_workers <= 64:
         raise DamselflyError("--workers and --job-workers must be within 0-64")
-    if workers == 0 and job_workers == 0:
-        raise DamselflyError("--workers 0 and --job-workers 0 leave this worker nothing to do")
     lease = parse_duration(job_lease)
     media = media_settings(
         data_dir,
@@ -73,6 +85,9 @@ def worker(
         peer_endpoint=peer_endpoint,
         job_lease=lease,
     )
+    media = with_media_config(ctx, media, cfg, workers_flag="workers")
+    if media.workers == 0 and job_workers == 0:
+        raise DamselflyError("--workers 0 and --job-workers 0 leave this worker nothing to do")
     from damselfly.logs import EventLog
     from damselfly.manager.db import make_engine, migrate, sessions, sqlite_url
     from damselfly.manager.job_workers import start_task_jobs
@@ -104,7 +119,7 @@ def worker(
     if box is not None:
         jobs = start_task_jobs(
             factory, data_dir=data_dir, redis_url=redis_url, box=box, workers=job_workers,
-            lease=lease, log=log, role="worker",
+            lease=media.job_lease, log=log, role="worker",
         )  # fmt: skip
         running.append(jobs)
         lines.append(f"{job_workers} job worker(s)")

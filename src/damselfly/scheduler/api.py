@@ -69,6 +69,7 @@ def peer_json(peer: Peer) -> dict[str, Any]:
         "state": peer.state.value,
         "finished_pieces": peer.finished_count,
         "failures": peer.failures,
+        "parents": list(peer.parents),  # host IDs last handed to it
         "created_at": peer.created_at,
         "updated_at": peer.updated_at,
     }
