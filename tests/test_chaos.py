@@ -4,6 +4,7 @@ in the middle of their work, and what the survivors must still deliver."""
 from __future__ import annotations
 
 import random
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from damselfly import ids
-from tests.support.cluster import Cluster, PeerProcess
+from tests.support.cluster import Cluster, PeerProcess, wait_for
+from tests.support.manager import start_manager, start_stack
 from tests.support.processes import OriginProcess, sha256_file, write_random
 
 MiB = 1 << 20
@@ -93,3 +95,53 @@ def test_sigkill_a_random_parent_during_an_8_peer_download(
         f"{source_bytes / (TRIALS * size):.2f}x each file on average"
     )
     assert completed == TRIALS
+
+
+def test_manager_sigkill_during_50_running_jobs(origin: OriginProcess, tmp_path: Path) -> None:
+    manager, cluster, _ = start_stack(tmp_path, "--job-workers", "50")
+    again = None
+    try:
+        token = manager.root_token
+        cluster.start_peer("seed", seed=True)
+        assert wait_for(lambda: len(cluster.scheduler.host_ids()) == 1)  # type: ignore[union-attr]
+        jobs = []
+        for n in range(50):  # each preheat reads 2 MiB at 512 KiB/s: ~4 s of work
+            write_random(origin.root / f"jobs-{n}.bin", 2 * MiB, seed=n)
+            url = origin.url(f"/slow/512/jobs-{n}.bin")
+            _, job = manager.call("POST", "/api/v1/jobs", {"type": "preheat", "args": {"url": url}},
+                                  token)  # fmt: skip
+            jobs.append(job["id"])
+
+        def running() -> int:
+            listed = manager.call("GET", "/api/v1/jobs?state=PENDING&per_page=100", token=token)[1]
+            return sum(1 for job in listed if job["started_at"] is not None)
+
+        assert wait_for(lambda: running() == 50, timeout=30), f"only {running()} running"
+        manager.process.send_signal(signal.SIGKILL)
+        manager.process.wait(10)
+        again = start_manager(manager.data_dir, "--job-workers", "50")
+        assert "jobs recovered: 50 cut short" in again.banner, again.banner
+        deadline, states = time.monotonic() + 90, {}
+        while time.monotonic() < deadline:
+            states = {
+                job_id: again.call("GET", f"/api/v1/jobs/{job_id}", token=token)[1]
+                for job_id in jobs
+            }
+            if all(job["state"] != "PENDING" for job in states.values()):
+                break
+            time.sleep(0.5)
+        stuck = [job_id for job_id, job in states.items() if job["state"] == "PENDING"]
+        failed = {job_id: job["error_log"] for job_id, job in states.items()
+                  if job["state"] == "FAILURE"}  # fmt: skip
+        print(
+            f"manager SIGKILL with 50 jobs running: {len(jobs) - len(states)} lost, "
+            f"{len(stuck)} stuck, {len(failed)} failed, "
+            f"{sum(job['attempts'] == 2 for job in states.values())} run again"
+        )
+        assert len(states) == 50 and not stuck and not failed, (stuck, failed)
+        assert all(job["attempts"] == 2 for job in states.values())
+    finally:
+        for process in (manager, again):
+            if process is not None:
+                process.stop()
+        cluster.close()

@@ -153,7 +153,7 @@ def test_a_dead_processs_job_is_taken_back_after_its_lease(make, tmp_path: Path)
             assert time.monotonic() < deadline, "the dead runner's job was never taken back"
             time.sleep(0.2)
         done = wait(here, job.id)
-        assert done.state == FAILURE and "stopped while this job ran" in done.error_log
+        assert done.state == FAILURE and "stopped while it ran" in done.error_log
         assert told == [job.id]
     finally:
         runner.kill()
@@ -185,6 +185,25 @@ def test_a_restarted_process_takes_back_its_own_jobs_at_once(tmp_path: Path, mak
         assert row.state == FAILURE
         quick = here.submit("quick", {}, user_id=None, cluster_ids=[])
         assert wait(here, quick.id).state == SUCCESS
+    finally:
+        again.kill()
+        again.wait(10)
+
+
+def test_a_taken_back_job_with_attempts_left_runs_again(tmp_path: Path, make) -> None:
+    from tests.support.job_runner import types
+
+    here = make(types(marks=tmp_path), workers=0, lease=600.0)
+    runner = start_runner(tmp_path, lease=600.0)
+    job = here.submit("resume", {"n": 3}, user_id=None, cluster_ids=[])
+    assert runner.stdout.readline().split() == ["running", "3"]  # type: ignore[union-attr]
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(10)
+    again = start_runner(tmp_path, lease=600.0)
+    try:
+        done = wait(here, job.id)
+        assert done.state == SUCCESS and done.result == {"resumed": True}
+        assert done.attempts == 2
     finally:
         again.kill()
         again.wait(10)

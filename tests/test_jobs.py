@@ -205,9 +205,9 @@ def test_manager_killed_mid_job_leaves_no_job_pending(
     again = start_manager(manager.data_dir)
     try:
         job = wait_job(again, running["id"])
-        assert job["state"] == "FAILURE"
-        assert "stopped while this job ran" in job["error_log"]
-        assert "jobs recovered: 1 interrupted" in again.banner
+        # taken back at once (the same node), and run again: its peer answers now
+        assert job["state"] == "SUCCESS" and job["attempts"] == 2, job
+        assert "jobs recovered: 1 cut short" in again.banner
         _, fresh = again.call(
             "POST", "/api/v1/jobs", {"type": "get_task", "args": {"url": url}}, again.root_token
         )
@@ -416,7 +416,8 @@ def test_jobs_queued_behind_a_killed_manager_run_after_restart(
             cluster.peers[0].process.send_signal(signal.SIGCONT)
         again = start_manager(manager.data_dir)
         try:
-            assert wait_job(again, running["id"])["state"] == "FAILURE"
+            retried = wait_job(again, running["id"])
+            assert retried["state"] == "SUCCESS" and retried["attempts"] == 2, retried
             for job_id in queued:
                 done = wait_job(again, job_id)
                 assert done["state"] == "SUCCESS" and done["attempts"] == 1, done

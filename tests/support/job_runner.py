@@ -1,6 +1,6 @@
 """A job engine in its own process, for tests that kill it: `python -m
 tests.support.job_runner DATA_DIR LEASE_SECONDS`. Job type `block` runs until killed;
-`quick` returns at once."""
+`quick` returns at once; `resume` (one retry) blocks on its first attempt only."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from damselfly.logs import EventLog
 from damselfly.manager.db import make_engine, sessions, sqlite_url
 
 
-def types(started: threading.Event | None = None) -> dict[str, JobType]:
+def types(started: threading.Event | None = None, marks: Path | None = None) -> dict[str, JobType]:
     def block(args, clusters, progress):
         if started is not None:
             started.set()
@@ -23,7 +23,18 @@ def types(started: threading.Event | None = None) -> dict[str, JobType]:
         threading.Event().wait(600)
         return {}
 
-    return {"block": JobType(block), "quick": JobType(lambda a, c, p: {"ran": True})}
+    def resume(args, clusters, progress):
+        mark = (marks or Path(".")) / f"resume-{args['n']}"
+        if mark.exists():
+            return {"resumed": True}
+        mark.touch()
+        return block(args, clusters, progress)
+
+    return {
+        "block": JobType(block),
+        "quick": JobType(lambda a, c, p: {"ran": True}),
+        "resume": JobType(resume, retries=1),
+    }
 
 
 def main() -> None:
@@ -32,7 +43,7 @@ def main() -> None:
     queue = make_queue("test", redis_url=None, data_dir=data_dir)
     node = claim_node(data_dir, "runner")
     engine = JobEngine(
-        sessions(db), queue, types(), EventLog(data_dir / "logs", "runner"),
+        sessions(db), queue, types(marks=data_dir), EventLog(data_dir / "logs", "runner"),
         node=node.name, lease=lease,
     )  # fmt: skip
     engine.recover()

@@ -315,8 +315,9 @@ class JobEngine:
         return Job.type.in_(list(self.types))  # engines sharing a database keep to their types
 
     def reap(self, *, at_start: bool = False) -> int:
-        """Fail (and tell the type about) jobs whose process died; queue again lost
-        never-started jobs if the queue is empty. Returns how many were taken back."""
+        """Take back jobs whose process died: run them again while attempts remain,
+        else fail them (and tell the type); queue again lost never-started jobs if the
+        queue is empty. Returns how many were taken back."""
         stamp = now()
         dead = or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < stamp)
         if at_start:
@@ -325,34 +326,39 @@ class JobEngine:
             dead = or_(dead, earlier)
         started = and_(self._mine(), Job.state == PENDING, Job.started_at.is_not(None))
         with self.sessions() as session:
-            candidates = session.scalars(select(Job.id).where(started, dead)).all()
+            candidates = session.execute(
+                select(Job.id, Job.type, Job.attempts).where(started, dead)
+            ).all()
         taken = 0
-        for job_id in candidates:
+        for job_id, job_type, attempts in candidates:
+            retry = attempts <= self.types[job_type].retries
+            said = (
+                f"attempt {attempts}: the process that ran this job stopped while it ran (it "
+                "no longer renewed its lease)"
+            )
+            end: dict[str, Any] = {"error_log": said + "; running it again", "started_at": None}
+            if not retry:
+                again = "; run it again to retry (its arguments are kept)"
+                end = {"state": FAILURE, "finished_at": stamp, "error_log": said + again}
             with self.sessions.begin() as session:
                 # conditional, so two processes reaping at once take a job back once
                 won = session.execute(
                     update(Job)
-                    .where(Job.id == job_id, started, dead)
-                    .values(
-                        state=FAILURE,
-                        error_log=(
-                            "the process that ran this job stopped while this job ran (it "
-                            "no longer renewed its lease); run it again to retry (its "
-                            "arguments are kept)"
-                        ),
-                        finished_at=stamp,
-                        updated_at=stamp,
-                        lease_expires_at=None,
-                    )
+                    .where(Job.id == job_id, Job.attempts == attempts, started, dead)
+                    .values(**end, updated_at=stamp, lease_owner=None, lease_expires_at=None)
                 ).rowcount
                 job = session.get(Job, job_id)
             if not won or job is None:
                 continue
             taken += 1
-            self.log.warning("job taken back", job_id=job_id, owner=job.lease_owner or "")
-            hook = self.types[job.type].interrupted
-            if hook is not None:
-                hook(job)
+            self.log.warning("job taken back", job_id=job_id, retry=str(retry).lower())
+            if retry:
+                if not at_start:  # at start, recover() queues every waiting job
+                    self._enqueue(job)
+            else:
+                hook = self.types[job.type].interrupted
+                if hook is not None:
+                    hook(job)
             self._changed(job)
         if not at_start:
             self._requeue_lost(stamp)

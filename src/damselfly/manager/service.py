@@ -65,7 +65,10 @@ def prepare(settings: ManagerSettings, media: MediaSettings | None = None) -> Ma
             "  (shown once; change it with PUT /api/v1/users/me/password)",
         ]
     if failed or requeued:
-        lines.append(f"jobs recovered: {failed} interrupted and failed, {requeued} re-queued")
+        lines.append(
+            f"jobs recovered: {failed} cut short by a stop (run again while attempts remain), "
+            f"{requeued} queued again"
+        )
     lines.append(f"root's API token: {boot.token_file} (readable only by you)")
     workers = None
     if media is not None:
