@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.databases import Postgres, Redis
-from tests.support.manager import ManagerProcess, start_manager
+from tests.support.manager import ManagerProcess, start_manager, start_stack
+from tests.support.processes import OriginProcess, stop, write_random
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,44 @@ def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot open the manager database")
     assert "Traceback" not in result.stderr
+
+
+def test_jobs_ride_out_redis_and_postgresql_restarts(
+    postgres: Postgres, redis: Redis, origin: OriginProcess, tmp_path: Path
+) -> None:
+    manager, cluster, _ = start_stack(
+        tmp_path, "--database-url", postgres.url, "--redis-url", redis.url,
+        "--job-workers", "4", "--job-lease", "3s",
+    )  # fmt: skip
+    try:
+        token = manager.root_token
+        cluster.start_peer("seed", seed=True)
+        jobs = []
+        for n in range(16):  # 1 MiB at 512 KiB/s each, four at a time: ~8 s of work
+            write_random(origin.root / f"restart-{n}.bin", 1 << 20, seed=n)
+            body = {"type": "preheat", "args": {"url": origin.url(f"/slow/512/restart-{n}.bin")}}
+            jobs.append(manager.call("POST", "/api/v1/jobs", body, token)[1]["id"])
+        time.sleep(1.0)
+        redis.restart(down=1.0)  # no persistence: the queue is gone
+        time.sleep(1.0)
+        assert postgres.process is not None
+        stop(postgres.process, grace=15)
+        status, answer = manager.call("GET", "/api/v1/jobs", token=token)
+        assert status == 503 and answer["code"] == "DatabaseUnavailable", answer
+        time.sleep(2.0)
+        postgres.restart(down=0)
+        deadline, states = time.monotonic() + 120, {}
+        while time.monotonic() < deadline:
+            states = {j: manager.call("GET", f"/api/v1/jobs/{j}", token=token)[1] for j in jobs}
+            if all(s.get("state") in ("SUCCESS", "FAILURE") for s in states.values()):
+                break
+            time.sleep(0.5)
+        ended = {j: s["state"] for j, s in states.items()}
+        print(f"after a Redis and a PostgreSQL restart: {ended}")
+        assert all(state == "SUCCESS" for state in ended.values()), {
+            j: s.get("error_log") for j, s in states.items() if s.get("state") != "SUCCESS"
+        }
+    finally:
+        manager.stop()
+        cluster.close()
+    assert "Traceback" not in (manager.data_dir / "stderr.log").read_text()

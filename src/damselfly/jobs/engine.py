@@ -27,6 +27,7 @@ from typing import Any
 
 from huey.api import Huey
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from damselfly.database import utcnow as now
@@ -35,6 +36,8 @@ from damselfly.jobs.models import Job
 from damselfly.logs import EventLog
 
 PENDING, SUCCESS, FAILURE = "PENDING", "SUCCESS", "FAILURE"
+# the database restarting or out of reach, as opposed to a bug
+DatabaseDown = (OperationalError, InterfaceError)
 
 # reports how far a job is, 0-100
 Progress = Callable[[int], None]
@@ -110,7 +113,7 @@ class JobEngine:
                 self.renew()
                 self.reap()
             except Exception as exc:  # a database blip must not end the keeper
-                self.log.warning("job lease upkeep failed", error=str(exc)[:300])
+                self.log.warning("job lease upkeep failed", error=_first_line(exc))
 
     def renew(self) -> int:
         """Extend the leases of the jobs this process is running."""
@@ -180,7 +183,11 @@ class JobEngine:
         return job
 
     def _enqueue(self, job: Job, delay: float | None = None) -> None:
-        self.queue.enqueue(self._deliver.s(job.id, priority=job.priority, delay=delay))
+        try:
+            self.queue.enqueue(self._deliver.s(job.id, priority=job.priority, delay=delay))
+        except Exception as exc:  # Redis restarting: the row is kept, the keeper re-queues it
+            self.log.warning("job not queued yet: queue unavailable", job_id=job.id,
+                             error=_first_line(exc))  # fmt: skip
 
     def cancel(self, job_id: int) -> Job:
         """A queued job that has not started ends as FAILURE, marked canceled."""
@@ -209,6 +216,15 @@ class JobEngine:
     def run(self, job_id: int) -> None:
         """Worker side: claim the job, run its handler under its timeout, record the end
         (or, while attempts remain, put it back in the queue)."""
+        try:
+            self._claim_and_run(job_id)
+        except DatabaseDown as exc:
+            # unclaimed: the keeper queues it again; claimed: its lease runs out and
+            # it is taken back once the database answers
+            self.log.warning("job delivery failed: database unavailable", job_id=job_id,
+                             error=_first_line(exc))  # fmt: skip
+
+    def _claim_and_run(self, job_id: int) -> None:
         with self.sessions.begin() as session:
             claimed = session.execute(
                 update(Job)
@@ -263,14 +279,7 @@ class JobEngine:
             end.update(state=state, finished_at=now())
             if state == SUCCESS:
                 end["progress"] = 100
-        with self.sessions.begin() as session:
-            kept = session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.lease_owner == self.owner, Job.state == PENDING)
-                .values(**end)
-            ).rowcount
-            job = session.get(Job, job_id)
-            assert job is not None
+        kept, job = self._record_end(job_id, end)
         if not kept:
             # another process took the job back while this one was presumed dead
             self.log.warning("job result dropped: lease lost", job_id=job_id, state=state)
@@ -287,13 +296,40 @@ class JobEngine:
             self._enqueue(job, delay=kind.retry_delay)
         self._changed(job)
 
+    def _record_end(self, job_id: int, end: dict[str, Any]) -> tuple[bool, Job]:
+        """The final write, retried while the database restarts (up to the lease: past
+        it, others may take the job back anyway)."""
+        deadline = time.monotonic() + max(self.lease, 5.0)
+        delay = 0.2
+        while True:
+            try:
+                with self.sessions.begin() as session:
+                    kept = session.execute(
+                        update(Job)
+                        .where(
+                            Job.id == job_id, Job.lease_owner == self.owner, Job.state == PENDING
+                        )
+                        .values(**end)
+                    ).rowcount
+                    job = session.get(Job, job_id)
+                    assert job is not None
+                return bool(kept), job
+            except DatabaseDown:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     def _progress(self, job_id: int, percent: int) -> None:
-        with self.sessions.begin() as session:
-            job = session.get(Job, job_id)
-            if job is None:
-                return
-            job.progress = max(0, min(100, int(percent)))
-            job.updated_at = now()
+        try:
+            with self.sessions.begin() as session:
+                job = session.get(Job, job_id)
+                if job is None:
+                    return
+                job.progress = max(0, min(100, int(percent)))
+                job.updated_at = now()
+        except DatabaseDown:
+            return  # progress is a hint; the job itself carries on
         self._changed(job)
 
     def recover(self) -> tuple[int, int]:
@@ -398,3 +434,8 @@ def _with_timeout(
         return pool.submit(handler, args, cluster_ids, progress).result(timeout=timeout)
     finally:
         pool.shutdown(wait=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]

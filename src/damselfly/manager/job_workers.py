@@ -63,7 +63,7 @@ def start_task_jobs(
     engine = JobEngine(sessions, queue, task_jobs.types(), log, node=node.name, lease=lease)
     recovered = engine.recover() if workers else (0, 0)
     engine.start_keeper()
-    consumer = start_consumer(queue, workers) if workers else None
+    consumer = start_consumer(queue, workers, log) if workers else None
     return TaskJobWorkers(engine, consumer, node, box, task_jobs, recovered)
 
 

@@ -73,7 +73,7 @@ def start_media(
     service.subscribe(notifier.on_change)
     workflows = Workflows(sessions, service)
     watcher = Watcher(workflows, log).start() if watch else None
-    consumer = start_consumer(queue, settings.workers) if settings.workers else None
+    consumer = start_consumer(queue, settings.workers, log) if settings.workers else None
     return MediaWorkers(
         service, engine, consumer, stop, recovered, workflows, watcher, notifier, node
     )

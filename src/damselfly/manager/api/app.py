@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from damselfly.console.app import mount_console
@@ -54,6 +55,22 @@ def build_app(ctx: ManagerContext) -> FastAPI:
         if status == 400:
             status = 422  # bad arguments, as the rest of the API answers them
         return JSONResponse({"code": exc.code, "message": str(exc)}, status_code=status)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_down(_: Request, exc: Exception) -> JSONResponse:
+        # not a bug: the database restarts or is unreachable; the caller may retry
+        cause = str(getattr(exc, "orig", exc)).strip().splitlines()
+        return JSONResponse(
+            {
+                "code": "DatabaseUnavailable",
+                "message": "the manager's database is unavailable"
+                + (f" ({cause[0]})" if cause else "")
+                + "; retry in a few seconds",
+            },
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def bug(_: Request, exc: Exception) -> JSONResponse:
