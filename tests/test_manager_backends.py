@@ -95,7 +95,7 @@ def test_jobs_ride_out_redis_and_postgresql_restarts(
     postgres: Postgres, redis: Redis, origin: OriginProcess, tmp_path: Path
 ) -> None:
     manager, cluster, _ = start_stack(
-        tmp_path, "--database-url", postgres.url, "--redis-url", redis.url,
+        tmp_path, "--database-url", postgres.new_database("restarts"), "--redis-url", redis.url,
         "--job-workers", "4", "--job-lease", "3s",
     )  # fmt: skip
     try:

@@ -56,6 +56,16 @@ class Postgres:
     def url(self) -> str:
         return f"postgresql+psycopg://damselfly@{self.host}:{self.port}/postgres"
 
+    def new_database(self, name: str) -> str:
+        """A fresh, empty database on this server; its URL."""
+        import psycopg
+
+        with psycopg.connect(
+            f"postgresql://damselfly@{self.host}:{self.port}/postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://damselfly@{self.host}:{self.port}/{name}"
+
     @classmethod
     def start(cls, host: str = "127.0.0.1") -> Postgres:
         """Listening on `host` (another address: clients from anywhere are trusted)."""
