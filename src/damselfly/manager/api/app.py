@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from damselfly.console.app import mount_console
@@ -55,6 +55,17 @@ def build_app(ctx: ManagerContext) -> FastAPI:
         if status == 400:
             status = 422  # bad arguments, as the rest of the API answers them
         return JSONResponse({"code": exc.code, "message": str(exc)}, status_code=status)
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def out_of_range(_: Request, exc: Exception) -> JSONResponse:
+        # a number or text the database cannot hold: the caller's input, not our bug
+        cause = str(getattr(exc, "orig", exc)).strip().splitlines()
+        return JSONResponse(
+            {"code": "InvalidArgument",
+             "message": f"a value is out of range for the database ({cause[0] if cause else exc})"},
+            status_code=422,
+        )  # fmt: skip
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

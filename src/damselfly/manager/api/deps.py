@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,5 +78,7 @@ def root_user(user: Annotated[User, Depends(current_user)]) -> User:
     return user
 
 
+# a row ID in a path: what the databases can hold (a larger one is a 422, not a 500)
+RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 Reader = Annotated[User, Depends(current_user)]
 Root = Annotated[User, Depends(root_user)]

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from damselfly.errors import Conflict
 from damselfly.jobs.models import Job
-from damselfly.manager.api.deps import DB, ManagerContext, Reader, Root, context
+from damselfly.manager.api.deps import DB, ManagerContext, Reader, Root, RowId, context
 from damselfly.manager.secrets import masked
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -151,7 +151,7 @@ def _offer(queue: asyncio.Queue[str], payload: str) -> None:
 
 
 @router.get("/jobs/{job_id}")
-def get_job(job_id: int, session: DB, _: Reader) -> JobOut:
+def get_job(job_id: RowId, session: DB, _: Reader) -> JobOut:
     job = session.get(Job, job_id)
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
@@ -159,7 +159,7 @@ def get_job(job_id: int, session: DB, _: Reader) -> JobOut:
 
 
 @router.delete("/jobs/{job_id}")
-def delete_job(job_id: int, session: DB, ctx: Ctx, _: Root) -> Response:
+def delete_job(job_id: RowId, session: DB, ctx: Ctx, _: Root) -> Response:
     """A queued job is canceled; a finished one is deleted; a running one is refused."""
     job = session.get(Job, job_id)
     if job is None:

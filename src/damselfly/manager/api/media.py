@@ -22,7 +22,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from damselfly.console.session import cookie_user
 from damselfly.errors import InvalidInput, NotFound
-from damselfly.manager.api.deps import DB, ManagerContext, Reader, Root, context, current_user
+from damselfly.manager.api.deps import (
+    DB,
+    ManagerContext,
+    Reader,
+    Root,
+    RowId,
+    context,
+    current_user,
+)
 from damselfly.manager.models import User
 from damselfly.media.service import MediaService
 from damselfly.media.workflows import Workflows
@@ -74,13 +82,13 @@ async def create_template(svc: Media, _: Root, request: Request) -> dict[str, An
 
 @router.put("/templates/{template_id}")
 async def update_template(
-    template_id: int, svc: Media, _: Root, request: Request
+    template_id: RowId, svc: Media, _: Root, request: Request
 ) -> dict[str, Any]:
     return await asyncio.to_thread(svc.save_template, await _json(request), template_id)
 
 
 @router.delete("/templates/{template_id}", status_code=204)
-def delete_template(template_id: int, svc: Media, _: Root) -> Response:
+def delete_template(template_id: RowId, svc: Media, _: Root) -> Response:
     svc.delete_template(template_id)
     return Response(status_code=204)
 
@@ -302,24 +310,24 @@ def list_workflows(flows: Flows, _: Reader) -> list[dict[str, Any]]:
 
 
 @router.post("/workflows/{workflow_id}/enable")
-def enable_workflow(workflow_id: int, flows: Flows, _: Root) -> dict[str, Any]:
+def enable_workflow(workflow_id: RowId, flows: Flows, _: Root) -> dict[str, Any]:
     return flows.set_enabled(workflow_id, True)
 
 
 @router.post("/workflows/{workflow_id}/disable")
-def disable_workflow(workflow_id: int, flows: Flows, _: Root) -> dict[str, Any]:
+def disable_workflow(workflow_id: RowId, flows: Flows, _: Root) -> dict[str, Any]:
     return flows.set_enabled(workflow_id, False)
 
 
 @router.delete("/workflows/{workflow_id}", status_code=204)
-def delete_workflow(workflow_id: int, flows: Flows, _: Root) -> Response:
+def delete_workflow(workflow_id: RowId, flows: Flows, _: Root) -> Response:
     flows.delete(workflow_id)
     return Response(status_code=204)
 
 
 @router.put("/workflows/{workflow_id}/uploads")
 async def upload_to_workflow(
-    workflow_id: int, flows: Flows, _: Root, request: Request, name: str = Query(max_length=200)
+    workflow_id: RowId, flows: Flows, _: Root, request: Request, name: str = Query(max_length=200)
 ) -> dict[str, Any]:
     """The body is a file; it lands in the workflow's directory, which makes it a task."""
     folder = await asyncio.to_thread(flows.watch_dir, workflow_id)

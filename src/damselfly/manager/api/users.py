@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from damselfly.manager.api.deps import DB, Reader, Root
+from damselfly.manager.api.deps import DB, Reader, Root, RowId
 from damselfly.manager.auth import (
     create_token,
     create_user,
@@ -123,7 +123,7 @@ def list_tokens(session: DB, user: Reader) -> list[TokenOut]:
 
 
 @router.delete("/personal-access-tokens/{token_id}")
-def revoke_token(token_id: int, session: DB, user: Reader) -> TokenOut:
+def revoke_token(token_id: RowId, session: DB, user: Reader) -> TokenOut:
     """Revoke one of your tokens (root may revoke anyone's)."""
     token = session.get(Token, token_id)
     if token is None or (token.user_id != user.id and user.role != "root"):
