@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.manager import ManagerProcess, start_manager
+from tests.support.manager import PASSWORD_RE, ManagerProcess, start_manager
 
 # what any signed-in user may do to their own account
 OWN_ACCOUNT = {
@@ -115,3 +115,44 @@ def test_schemathesis_finds_no_server_error(manager: ManagerProcess) -> None:
     assert summary and summary.group(1) == summary.group(2)
     # the token still works: the run exercised the API signed in, not only its 401s
     assert manager.call("GET", "/api/v1/users/me", token=manager.root_token)[0] == 200
+
+
+def console_post(manager: ManagerProcess, path: str, form: dict[str, str], **headers: str):
+    """(status, headers) of a form POST to the console; redirects are not followed."""
+    import http.client
+    import urllib.parse
+
+    conn = http.client.HTTPConnection("127.0.0.1", manager.port, timeout=10)
+    body = urllib.parse.urlencode(form)
+    conn.request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded",
+                                      **headers})  # fmt: skip
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response.status, response.headers
+
+
+def test_console_refuses_cross_site_changes(manager: ManagerProcess) -> None:
+    password = PASSWORD_RE.search(manager.banner).group(1)  # type: ignore[union-attr]
+    own = f"http://127.0.0.1:{manager.port}"
+    creds = {"name": "root", "password": password}
+    # signing in from another site is refused too (login CSRF)
+    assert console_post(manager, "/console/login", creds, Origin="http://evil.example")[0] == 403
+    status, headers = console_post(manager, "/console/login", creds, Origin=own)
+    assert status == 303
+    cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    session = cookie.split(";")[0]
+    delete = {"search_job": "1", "cluster": "1", "confirm": "DELETE"}
+    for headers in (
+        {"Origin": "http://evil.example"},
+        {"Referer": "http://evil.example/page"},
+        {"Origin": "null"},
+        {},
+    ):
+        status, _ = console_post(manager, "/console/tasks/delete", delete, Cookie=session,
+                                 **headers)  # fmt: skip
+        assert status == 403, headers
+    # the same request from the console's own page goes through (to "no such job")
+    status, _ = console_post(manager, "/console/tasks/delete", delete, Cookie=session, Origin=own)
+    assert status == 200

@@ -5,13 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import FastAPI, Form, Request
+from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from damselfly.console import cache_pages, media_pages
 from damselfly.console.render import HERE, make_templates
-from damselfly.console.session import COOKIE, SignInRequired, cookie_user, sign_in, sign_out
+from damselfly.console.session import (
+    COOKIE,
+    SignInRequired,
+    cookie_user,
+    same_origin,
+    sign_in,
+    sign_out,
+)
 from damselfly.manager.api.deps import DB
 
 templates = make_templates()
@@ -19,8 +26,9 @@ templates = make_templates()
 
 def mount_console(app: FastAPI) -> None:
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
-    app.include_router(cache_pages.router, include_in_schema=False)
-    app.include_router(media_pages.router, include_in_schema=False)
+    guarded = [Depends(same_origin)]  # every console change comes from a console page
+    app.include_router(cache_pages.router, include_in_schema=False, dependencies=guarded)
+    app.include_router(media_pages.router, include_in_schema=False, dependencies=guarded)
 
     @app.exception_handler(SignInRequired)
     async def to_login(request: Request, exc: SignInRequired) -> Response:
@@ -43,7 +51,7 @@ def mount_console(app: FastAPI) -> None:
             return RedirectResponse(_safe(next), status_code=303)
         return templates.TemplateResponse(request, "login.html", {"next": next, "error": ""})
 
-    @app.post("/console/login", include_in_schema=False)
+    @app.post("/console/login", include_in_schema=False, dependencies=guarded)
     def login(
         request: Request,
         session: DB,
@@ -62,7 +70,7 @@ def mount_console(app: FastAPI) -> None:
                             secure=request.url.scheme == "https")  # fmt: skip
         return response
 
-    @app.post("/console/logout", include_in_schema=False)
+    @app.post("/console/logout", include_in_schema=False, dependencies=guarded)
     def logout(request: Request, session: DB) -> Response:
         if request.cookies.get(COOKIE):
             sign_out(session, request.cookies[COOKIE])
