@@ -81,8 +81,13 @@ class ConfigFile:
         unit = meta.get("unit")
         try:
             if typing.get_origin(hint) is tuple:
+                item_type = typing.get_args(hint)[0]
                 if not isinstance(raw, list):
-                    raise InvalidInput(f"{where} must be a list of paths")
+                    raise InvalidInput(f"{where} must be a list")
+                if item_type is str:
+                    if not all(isinstance(item, str) for item in raw):
+                        raise InvalidInput(f"{where} must be a list of strings")
+                    return tuple(raw)
                 return tuple(self._path(item, where) for item in raw)
             if Path in kinds:
                 return self._path(raw, where)
@@ -205,7 +210,7 @@ def _type_name(hint: Any, meta: Mapping) -> str:
     if unit:
         return unit
     if typing.get_origin(hint) is tuple:
-        return "list of paths"
+        return "list of strings" if typing.get_args(hint)[0] is str else "list of paths"
     kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     names = {Path: "path", str: "string", int: "integer", float: "number", bool: "boolean"}
     return names.get(kinds[0], str(kinds[0]))

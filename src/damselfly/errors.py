@@ -49,6 +49,12 @@ class Conflict(DamselflyError):
     code = "Conflict"
 
 
+class OutboundDenied(DamselflyError):
+    """This host's outbound policy forbids the address a URL led to."""
+
+    code = "OutboundDenied"
+
+
 class StorageFull(DamselflyError):
     code = "StorageFull"
 

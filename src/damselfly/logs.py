@@ -9,9 +9,11 @@ import os
 import time
 from pathlib import Path
 
+from damselfly.redact import redact
+
 
 def _quote(value: object) -> str:
-    text = str(value)
+    text = redact(str(value))  # passwords and signatures in URLs never reach a log
     # URLs stay literal so `grep "<url>"` finds them; only what would break the line is escaped.
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
 

@@ -96,6 +96,14 @@ class PeerSettings:
     heartbeat_interval: float = field(
         default=5.0, metadata=_help("Seconds between heartbeats to the scheduler.", "duration")
     )
+    outbound_allow: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("Networks origins may reach (CIDRs; empty: any not denied)."),
+    )
+    outbound_deny: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("Networks origins may never reach (CIDRs); wins over the allow list."),
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -125,6 +133,7 @@ class PeerSettings:
                 problems.append(f"{name} must be positive")
         if not 0 < self.gc_low_watermark <= self.gc_high_watermark <= 1:
             problems.append("watermarks need 0 < low <= high <= 1")
+        problems += _network_problems(self.outbound_allow, self.outbound_deny)
         if problems:
             raise InvalidInput("invalid peer settings: " + "; ".join(problems))
 
@@ -190,6 +199,16 @@ class SchedulerSettings:
         return self.data_dir / "logs"
 
 
+def _network_problems(allow: tuple[str, ...], deny: tuple[str, ...]) -> list[str]:
+    from damselfly.netpolicy import OutboundPolicy
+
+    try:
+        OutboundPolicy.parse(allow, deny)
+    except InvalidInput as exc:
+        return [str(exc)]
+    return []
+
+
 def describe(settings_type: type) -> list[tuple[str, str, str]]:
     """(name, default, help) for each field: the source of a configuration reference."""
     rows = []
@@ -234,8 +253,20 @@ class ManagerSettings:
             "Seconds a job's process may go silent before others take it back.", "duration"
         ),
     )
+    outbound_allow: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("Networks registry lookups (image jobs) may reach (CIDRs; empty: any)."),
+    )
+    outbound_deny: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "Networks registry lookups may never reach (CIDRs); wins over the allow list."
+        ),
+    )
 
     def __post_init__(self) -> None:
+        for problem in _network_problems(self.outbound_allow, self.outbound_deny):
+            raise InvalidInput(f"invalid manager settings: {problem}")
         if not 1 <= self.job_lease <= 3600:
             raise InvalidInput("invalid manager settings: job_lease must be within 1-3600 s")
         if not 0 <= self.port <= 65535:
@@ -279,8 +310,18 @@ class MediaSettings:
             "Seconds a task's worker may go silent before others take it back.", "duration"
         ),
     )
+    outbound_allow: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("Networks webhooks may reach (CIDRs; empty: any not denied)."),
+    )
+    outbound_deny: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("Networks webhooks may never reach (CIDRs); wins over the allow list."),
+    )
 
     def __post_init__(self) -> None:
+        for problem in _network_problems(self.outbound_allow, self.outbound_deny):
+            raise InvalidInput(f"invalid media settings: {problem}")
         if not 1 <= self.job_lease <= 3600:
             raise InvalidInput("invalid media settings: job_lease must be within 1-3600 s")
         if not 0 <= self.workers <= 64:

@@ -8,9 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from damselfly.errors import Conflict, DamselflyError, InvalidInput, NotFound
+from damselfly.errors import Conflict, DamselflyError, InvalidInput, NotFound, OutboundDenied
 
-_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409}
+_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, OutboundDenied: 403}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -12,6 +12,8 @@ from damselfly.cli.options import (
     config_option,
     default_data_dir,
     media_settings,
+    outbound_allow_option,
+    outbound_deny_option,
     with_media_config,
 )
 from damselfly.errors import DamselflyError
@@ -68,8 +70,12 @@ def manager(
         "--job-lease",
         help="How long a job's process may go silent before others take its jobs back.",
     ),
+    outbound_allow: list[str] | None = outbound_allow_option(),
+    outbound_deny: list[str] | None = outbound_deny_option(),
     config: Path | None = config_option(),
 ) -> None:
+    outbound = {"outbound_allow": tuple(outbound_allow or ()),
+                "outbound_deny": tuple(outbound_deny or ())}  # fmt: skip
     cfg = config_file.load(config)
     lease = parse_duration(job_lease)
     settings = ManagerSettings(
@@ -82,6 +88,7 @@ def manager(
         secret_key_file=secret_key_file,
         registry_ca_cert=registry_ca_cert,
         job_lease=lease,
+        **outbound,
     )
     settings = cfg.apply(ctx, settings, "manager")
     ca = settings.registry_ca_cert
@@ -94,6 +101,7 @@ def manager(
         media_workers,
         peer_endpoint=peer_endpoint,
         job_lease=lease,
+        **outbound,
     )
     media = with_media_config(ctx, media, cfg)
     from damselfly.manager.service import prepare, serve

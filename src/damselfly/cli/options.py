@@ -21,6 +21,20 @@ def default_data_dir() -> Path:
     return Path(base) / "damselfly"
 
 
+def outbound_allow_option() -> typer.models.OptionInfo:
+    return typer.Option(
+        None,
+        "--outbound-allow",
+        help="Only these networks (CIDR) may be fetched from; repeatable (default: any).",
+    )
+
+
+def outbound_deny_option() -> typer.models.OptionInfo:
+    return typer.Option(
+        None, "--outbound-deny", help="Never fetch from these networks (CIDR); repeatable."
+    )
+
+
 def config_option() -> typer.models.OptionInfo:
     return typer.Option(
         None,
@@ -73,6 +87,8 @@ def media_settings(
     *,
     peer_endpoint: Path | None,
     job_lease: float = 30.0,
+    outbound_allow: tuple[str, ...] = (),
+    outbound_deny: tuple[str, ...] = (),
 ) -> MediaSettings:
     """Media settings from CLI options; roots default to <data-dir>/media/{input,output}."""
     for root in (*(input_roots or []), *(output_roots or [])):
@@ -89,5 +105,7 @@ def media_settings(
         output_roots=outputs,
         peer_endpoint=peer_endpoint,
         job_lease=job_lease,
+        outbound_allow=outbound_allow,
+        outbound_deny=outbound_deny,
         **extra,
     )

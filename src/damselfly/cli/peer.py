@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from damselfly import config as config_file
-from damselfly.cli.options import config_option, default_data_dir
+from damselfly.cli.options import (
+    config_option,
+    default_data_dir,
+    outbound_allow_option,
+    outbound_deny_option,
+)
 from damselfly.errors import DamselflyError
 from damselfly.settings import PeerSettings
 from damselfly.units import parse_duration, parse_size
@@ -66,6 +71,8 @@ def peer(
     cluster_id: int | None = typer.Option(
         None, "--cluster-id", help="With --manager: the scheduler cluster to join."
     ),
+    outbound_allow: list[str] | None = outbound_allow_option(),
+    outbound_deny: list[str] | None = outbound_deny_option(),
     config: Path | None = config_option(),
 ) -> None:
     cfg = config_file.load(config)
@@ -92,6 +99,8 @@ def peer(
         heartbeat_interval=heartbeat_interval,
         gc_ttl=parse_duration(gc_ttl),
         gc_interval=parse_duration(gc_interval),
+        outbound_allow=tuple(outbound_allow or ()),
+        outbound_deny=tuple(outbound_deny or ()),
         **overrides,
     )
     settings = cfg.apply(ctx, settings, "peer", {"upload_port": "port"})

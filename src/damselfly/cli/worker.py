@@ -20,6 +20,8 @@ from damselfly.cli.options import (
     config_option,
     default_data_dir,
     media_settings,
+    outbound_allow_option,
+    outbound_deny_option,
     with_media_config,
 )
 from damselfly.errors import DamselflyError
@@ -65,6 +67,8 @@ def worker(
         "--job-lease",
         help="How long a worker may go silent before others take its work back.",
     ),
+    outbound_allow: list[str] | None = outbound_allow_option(),
+    outbound_deny: list[str] | None = outbound_deny_option(),
     config: Path | None = config_option(),
 ) -> None:
     cfg = config_file.load(config)
@@ -84,6 +88,8 @@ def worker(
         workers,
         peer_endpoint=peer_endpoint,
         job_lease=lease,
+        outbound_allow=tuple(outbound_allow or ()),
+        outbound_deny=tuple(outbound_deny or ()),
     )
     media = with_media_config(ctx, media, cfg, workers_flag="workers")
     if media.workers == 0 and job_workers == 0:
@@ -93,6 +99,7 @@ def worker(
     from damselfly.manager.job_workers import start_task_jobs
     from damselfly.manager.secrets import SecretBox, default_key_file
     from damselfly.media.workers import start_media
+    from damselfly.netpolicy import policy_of
 
     box = None
     if job_workers:
@@ -119,7 +126,7 @@ def worker(
     if box is not None:
         jobs = start_task_jobs(
             factory, data_dir=data_dir, redis_url=redis_url, box=box, workers=job_workers,
-            lease=media.job_lease, log=log, role="worker",
+            lease=media.job_lease, log=log, role="worker", policy=policy_of(media),
         )  # fmt: skip
         running.append(jobs)
         lines.append(f"{job_workers} job worker(s)")

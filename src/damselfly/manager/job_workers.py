@@ -22,6 +22,7 @@ from damselfly.manager.image_jobs import ImageJobs
 from damselfly.manager.schedulers import ClusterSchedulers
 from damselfly.manager.secrets import SecretBox
 from damselfly.manager.task_jobs import TaskJobs
+from damselfly.netpolicy import OutboundPolicy
 from damselfly.source.http import HTTPSource
 from damselfly.source.retry import RetryPolicy
 
@@ -53,11 +54,12 @@ def start_task_jobs(
     log: EventLog,
     registry_ca_cert: Path | None = None,
     role: str = "manager",
+    policy: OutboundPolicy | None = None,
 ) -> TaskJobWorkers:
     """The engine (always: it submits) and `workers` threads running jobs (0: none)."""
     queue = make_queue("damselfly-jobs", redis_url=redis_url, data_dir=data_dir)
     schedulers = ClusterSchedulers(sessions, urllib3.PoolManager(maxsize=16))
-    images = ImageJobs(schedulers, box, registry_sources(registry_ca_cert))
+    images = ImageJobs(schedulers, box, registry_sources(registry_ca_cert, policy))
     task_jobs = TaskJobs(schedulers, box, images)
     node = claim_node(data_dir, f"{role}-jobs")
     engine = JobEngine(sessions, queue, task_jobs.types(), log, node=node.name, lease=lease)
@@ -67,7 +69,9 @@ def start_task_jobs(
     return TaskJobWorkers(engine, consumer, node, box, task_jobs, recovered)
 
 
-def registry_sources(ca_cert: Path | None) -> Callable[[], HTTPSource]:
+def registry_sources(
+    ca_cert: Path | None, policy: OutboundPolicy | None = None
+) -> Callable[[], HTTPSource]:
     """Makes the HTTP client a job resolves image manifests with (one per job: its
     tokens are that job's credentials' only)."""
 
@@ -78,6 +82,7 @@ def registry_sources(ca_cert: Path | None) -> Callable[[], HTTPSource]:
             connect_timeout=5.0,
             read_timeout=30.0,
             ca_cert=str(ca_cert) if ca_cert else None,
+            policy=policy,
         )
 
     return make

@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 
 from damselfly.errors import DamselflyError
+from damselfly.redact import redact
 
 MASK = "******"
 _SEALED = "$sealed"
@@ -80,6 +81,11 @@ class SecretBox:
 def masked(args: dict[str, Any]) -> dict[str, Any]:
     """What the API shows: every sealed value as ******."""
     shown = {k: MASK if _is_sealed(v) else v for k, v in args.items()}
+    for key in ("url", "image_manifest_url"):
+        if isinstance(shown.get(key), str):
+            shown[key] = redact(shown[key])
+    if isinstance(shown.get("urls"), list):
+        shown["urls"] = [redact(u) if isinstance(u, str) else u for u in shown["urls"]]
     for key in _SECRET_MAPS:
         if isinstance(shown.get(key), dict):
             shown[key] = {k: MASK if _is_sealed(v) else v for k, v in shown[key].items()}

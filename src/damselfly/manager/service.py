@@ -19,6 +19,7 @@ from damselfly.manager.db import make_engine, migrate, sessions, sqlite_url
 from damselfly.manager.job_workers import TaskJobWorkers, start_task_jobs
 from damselfly.manager.secrets import SecretBox, default_key_file
 from damselfly.media.workers import MediaWorkers, start_media
+from damselfly.netpolicy import policy_of
 from damselfly.settings import ManagerSettings, MediaSettings
 
 
@@ -54,6 +55,7 @@ def prepare(settings: ManagerSettings, media: MediaSettings | None = None) -> Ma
         box=SecretBox(settings.secret_key_file or default_key_file(settings.data_dir)),
         workers=settings.job_workers,
         lease=settings.job_lease,
+        policy=policy_of(settings),
         log=log,
         registry_ca_cert=settings.registry_ca_cert,
     )

@@ -20,7 +20,9 @@ from typing import Any
 
 import urllib3
 
+from damselfly.errors import OutboundDenied
 from damselfly.logs import EventLog
+from damselfly.netpolicy import OutboundPolicy, pool_manager
 
 _BACKOFF = (0.5, 2.0, 5.0)
 _LANES = 4
@@ -31,7 +33,9 @@ def signature(timestamp: str, key: str) -> str:
 
 
 class Notifier:
-    def __init__(self, default_key: str, log: EventLog, keys: Any) -> None:
+    def __init__(
+        self, default_key: str, log: EventLog, keys: Any, policy: OutboundPolicy | None = None
+    ) -> None:
         """`keys(task_id)` gives the task's own webhook key (views show it masked)."""
         self.default_key = default_key
         self.keys = keys
@@ -41,7 +45,7 @@ class Notifier:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="damselfly-webhook")
             for _ in range(_LANES)
         ]
-        self._http = urllib3.PoolManager(maxsize=2, retries=False)
+        self._http = pool_manager(policy or OutboundPolicy(), maxsize=2, retries=False)
         self._last: dict[str, tuple] = {}
         self._lock = threading.Lock()
 
@@ -79,6 +83,10 @@ class Notifier:
                 why = f"HTTP {resp.status}"
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 why = str(exc)
+            except OutboundDenied as exc:  # no retry changes a policy
+                self.log.error("webhook refused", task_id=view["task_id"], url=notify["url"],
+                               error=str(exc))  # fmt: skip
+                return
             self.log.warning("webhook not delivered", task_id=view["task_id"], url=notify["url"],
                              attempt=attempt + 1, error=why)  # fmt: skip
         self.log.error("webhook given up", task_id=view["task_id"], url=notify["url"])

@@ -20,6 +20,7 @@ from damselfly.media.notify import Notifier
 from damselfly.media.service import MediaService
 from damselfly.media.work.runner import MediaRunner
 from damselfly.media.workflows import Watcher, Workflows
+from damselfly.netpolicy import policy_of
 from damselfly.settings import MediaSettings
 
 
@@ -69,7 +70,7 @@ def start_media(
     # earlier incarnation's tasks at once and re-queues what was never started
     recovered = engine.recover() if settings.workers else (0, 0)
     engine.start_keeper()
-    notifier = Notifier(settings.webhook_key, log, service.webhook_key)
+    notifier = Notifier(settings.webhook_key, log, service.webhook_key, policy_of(settings))
     service.subscribe(notifier.on_change)
     workflows = Workflows(sessions, service)
     watcher = Watcher(workflows, log).start() if watch else None

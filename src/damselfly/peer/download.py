@@ -71,6 +71,7 @@ class Downloader:
 
     def _source(self) -> HTTPSource:
         # imported here so a cache hit does not pay for the HTTP client
+        from damselfly.netpolicy import policy_of
         from damselfly.source.http import HTTPSource
 
         return HTTPSource(
@@ -79,6 +80,7 @@ class Downloader:
             connect_timeout=self.settings.connect_timeout,
             read_timeout=self.settings.read_timeout,
             ca_cert=str(self.settings.ca_cert) if self.settings.ca_cert else None,
+            policy=policy_of(self.settings),
         )
 
     async def download(

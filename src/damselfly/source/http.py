@@ -22,6 +22,7 @@ from urllib3.exceptions import (
 )
 
 from damselfly.errors import SourceError
+from damselfly.netpolicy import OutboundPolicy, pool_manager
 from damselfly.source.auth import TokenAuth, authorization
 from damselfly.source.retry import RetryPolicy, with_retries
 from damselfly.source.types import Document, RangeNotSupported, SourceStat
@@ -122,9 +123,11 @@ class HTTPSource:
         read_timeout: float = 30.0,
         ca_cert: str | None = None,
         pools: int = 4,
+        policy: OutboundPolicy | None = None,
     ) -> None:
         self.retry = retry
-        self._pool = urllib3.PoolManager(
+        self._pool = pool_manager(
+            policy or OutboundPolicy(),
             num_pools=pools,
             maxsize=connections,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
