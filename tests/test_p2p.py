@@ -495,3 +495,48 @@ def test_scheduler_deletes_everywhere_at_once(
     assert set(scheduler.task_hosts(task_id)) <= {frozen.host_id}
     status, body = http_json("POST", f"{scheduler.url}/api/v1/tasks/{task_id}/delete?timeout=x")
     assert status == 400 and "timeout" in body["message"]
+
+
+def test_upload_rate_and_slots_are_enforced(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    write_random(origin.root / "p2p-limits.bin", 4 * MiB, seed=44)
+    url = origin.url("/files/p2p-limits.bin")
+    task_id = task_of(url)
+    cluster.start_scheduler()
+    peer = cluster.start_peer("limited", "--upload-rate", "2MiB", "--upload-slots", "1")
+    assert peer.get(url, tmp_path / "out").returncode == 0
+    expected = (tmp_path / "out").read_bytes()
+    path = f"{peer.url}/download/{task_id[:3]}/{task_id}"
+
+    def fetch(n: int) -> tuple[int, bytes, float]:
+        request = urllib.request.Request(path)
+        request.add_header("Range", f"bytes={n * MiB}-{(n + 1) * MiB - 1}")
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                return resp.status, resp.read(), time.monotonic() - started
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), time.monotonic() - started
+
+    # one by one, each MiB waits for the 2 MiB/s cap: 4 MiB take ~1.5 s or more
+    started = time.monotonic()
+    for n in range(4):
+        status, body, _ = fetch(n)
+        while status == 503:  # the slot of the one before is freed a moment after
+            time.sleep(0.05)
+            status, body, _ = fetch(n)
+        assert status == 206 and body == expected[n * MiB : (n + 1) * MiB]
+    took = time.monotonic() - started
+    assert took >= 1.4, f"4 MiB at a 2 MiB/s cap took {took:.2f}s"
+    # at once, past the single slot: the others are told 503 at once, not queued
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(fetch, range(4)))
+    busy = [a for a in answers if a[0] == 503]
+    assert busy and all(a[2] < 1.0 for a in busy), [(a[0], round(a[2], 2)) for a in answers]
+    for n, (status, body, _) in enumerate(answers):
+        assert status in (206, 503)
+        if status == 206:
+            assert body == expected[n * MiB : (n + 1) * MiB]

@@ -62,8 +62,12 @@ async def download_piece(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(
             text="every upload slot is busy; try another parent", headers={"Retry-After": "1"}
         )
-    await daemon.upload_rate.take(stop - start)
-    daemon.uploading += 1
+    daemon.uploading += 1  # a request waiting on the rate cap holds its slot too
+    try:
+        await daemon.upload_rate.take(stop - start)
+    except BaseException:
+        daemon.uploading -= 1
+        raise
     return _PieceResponse(daemon, daemon.store.content_path(tid))
 
 
