@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cluster import Cluster
 from tests.support.processes import OriginProcess, start_origin, stop
 
 
@@ -22,3 +23,15 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A scheduler and peers on 127.0.0.1, started by the test, stopped after it."""
+    c = Cluster(tmp_path / "cluster")
+    try:
+        yield c
+    finally:
+        c.close()
+    # a server error swallowed by a retry is still a bug
+    assert not c.tracebacks(), c.tracebacks()

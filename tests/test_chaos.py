@@ -6,10 +6,7 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from damselfly import ids
 from tests.support.cluster import Cluster, PeerProcess, wait_for
@@ -19,16 +16,6 @@ from tests.support.processes import OriginProcess, sha256_file, write_random
 MiB = 1 << 20
 TRIALS = 20
 PEERS = 8
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster")
-    try:
-        yield c
-    finally:
-        c.close()
-    assert not c.tracebacks(), c.tracebacks()
 
 
 def busy_parents(cluster: Cluster, task_id: str) -> set[str]:

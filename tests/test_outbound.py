@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,16 +20,6 @@ from damselfly.netpolicy import OutboundPolicy, pool_manager
 from damselfly.redact import redact
 from tests.support.cluster import Cluster
 from tests.support.processes import OriginProcess, sha256_file, write_random
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster")
-    try:
-        yield c
-    finally:
-        c.close()
-    assert not c.tracebacks(), c.tracebacks()
 
 
 @pytest.mark.parametrize(

@@ -8,27 +8,13 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from damselfly import ids
 from tests.support.cluster import Cluster, PeerProcess, http_json, wait_for
 from tests.support.processes import OriginProcess, sha256_file, write_random
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster")
-    try:
-        yield c
-    finally:
-        c.close()
-    # a server error swallowed by a retry is still a bug
-    assert not c.tracebacks(), c.tracebacks()
 
 
 def task_of(url: str) -> str:

@@ -36,6 +36,16 @@ def _help(text: str, unit: str | None = None) -> dict[str, str]:
     return {"help": text, "unit": unit} if unit else {"help": text}
 
 
+def _outbound_allow(what: str) -> tuple[str, ...]:
+    text = f"Networks {what} may reach (CIDRs; empty: any not denied)."
+    return field(default=(), metadata=_help(text))
+
+
+def _outbound_deny(what: str) -> tuple[str, ...]:
+    text = f"Networks {what} may never reach (CIDRs); wins over the allow list."
+    return field(default=(), metadata=_help(text))
+
+
 @dataclass(frozen=True, slots=True)
 class PeerSettings:
     """A peer's identity, store and download behaviour."""
@@ -96,14 +106,8 @@ class PeerSettings:
     heartbeat_interval: float = field(
         default=5.0, metadata=_help("Seconds between heartbeats to the scheduler.", "duration")
     )
-    outbound_allow: tuple[str, ...] = field(
-        default=(),
-        metadata=_help("Networks origins may reach (CIDRs; empty: any not denied)."),
-    )
-    outbound_deny: tuple[str, ...] = field(
-        default=(),
-        metadata=_help("Networks origins may never reach (CIDRs); wins over the allow list."),
-    )
+    outbound_allow: tuple[str, ...] = _outbound_allow("origins")
+    outbound_deny: tuple[str, ...] = _outbound_deny("origins")
 
     def __post_init__(self) -> None:
         problems = []
@@ -253,16 +257,8 @@ class ManagerSettings:
             "Seconds a job's process may go silent before others take it back.", "duration"
         ),
     )
-    outbound_allow: tuple[str, ...] = field(
-        default=(),
-        metadata=_help("Networks registry lookups (image jobs) may reach (CIDRs; empty: any)."),
-    )
-    outbound_deny: tuple[str, ...] = field(
-        default=(),
-        metadata=_help(
-            "Networks registry lookups may never reach (CIDRs); wins over the allow list."
-        ),
-    )
+    outbound_allow: tuple[str, ...] = _outbound_allow("registry lookups (image jobs)")
+    outbound_deny: tuple[str, ...] = _outbound_deny("registry lookups (image jobs)")
 
     def __post_init__(self) -> None:
         for problem in _network_problems(self.outbound_allow, self.outbound_deny):
@@ -310,14 +306,8 @@ class MediaSettings:
             "Seconds a task's worker may go silent before others take it back.", "duration"
         ),
     )
-    outbound_allow: tuple[str, ...] = field(
-        default=(),
-        metadata=_help("Networks webhooks may reach (CIDRs; empty: any not denied)."),
-    )
-    outbound_deny: tuple[str, ...] = field(
-        default=(),
-        metadata=_help("Networks webhooks may never reach (CIDRs); wins over the allow list."),
-    )
+    outbound_allow: tuple[str, ...] = _outbound_allow("webhooks")
+    outbound_deny: tuple[str, ...] = _outbound_deny("webhooks")
 
     def __post_init__(self) -> None:
         for problem in _network_problems(self.outbound_allow, self.outbound_deny):
