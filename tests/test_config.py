@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from damselfly import config
-from tests.support.cluster import http_json, spawn_service, wait_ready
+from tests.support.cluster import http_json, spawn_service, wait_for, wait_ready
 from tests.support.processes import run_damselfly, stop
 
 ROOT = Path(__file__).parent.parent
@@ -47,8 +47,11 @@ def test_a_service_reads_its_table_and_flags_win(tmp_path: Path) -> None:
             )
             peers.append(peer)
             wait_ready(peer, r"peer \S+ ready")
-        hosts = {h["hostname"] for h in http_json("GET", f"{url}/api/v1/hosts")[1]}
-        assert hosts == {"from-file", "from-flag"}
+
+        def hosts() -> set[str]:
+            return {h["hostname"] for h in http_json("GET", f"{url}/api/v1/hosts")[1]}
+
+        assert wait_for(lambda: hosts() == {"from-file", "from-flag"}), hosts()
     finally:
         for process in [*peers, scheduler]:
             stop(process)

@@ -40,6 +40,13 @@ def run_damselfly(
     )
 
 
+def _interruptible() -> None:
+    # the child inherits SIGINT ignored (a suite started in the background) or blocked
+    # (the mask of the thread that forks): give it Ctrl-C back, as a terminal would
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def start_damselfly(*args: str, data_dir: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "DAMSELFLY_DATA_DIR": str(data_dir)}
     return subprocess.Popen(
@@ -48,6 +55,7 @@ def start_damselfly(*args: str, data_dir: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_interruptible,
     )
 
 
