@@ -526,3 +526,37 @@ def test_upload_rate_and_slots_are_enforced(
         assert status in (206, 503)
         if status == 206:
             assert body == expected[n * MiB : (n + 1) * MiB]
+
+
+def test_only_the_scheduler_may_steer_a_peer(
+    cluster: Cluster, origin: OriginProcess, tmp_path: Path
+) -> None:
+    import http.client
+    import json as jsonlib
+
+    write_random(origin.root / "p2p-control.bin", 1 * MiB, seed=45)
+    url = origin.url("/files/p2p-control.bin")
+    task_id = task_of(url)
+    cluster.start_scheduler()
+    peer = cluster.start_peer("steered", "--control-from", "127.0.0.1/32")
+    assert peer.get(url, tmp_path / "out").returncode == 0
+
+    def call(method: str, path: str, source: str, body: dict | None = None) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", peer.port, timeout=10,
+                                          source_address=(source, 0))  # fmt: skip
+        payload = jsonlib.dumps(body).encode() if body is not None else None
+        conn.request(method, path, payload, {"Content-Type": "application/json"})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    other = "127.0.0.2"  # a caller outside control_from
+    fetch = {"url": origin.url("/files/p2p-control.bin?again=1")}
+    assert call("DELETE", f"/api/v1/tasks/{task_id}", other) == 403
+    assert call("POST", "/api/v1/tasks", other, fetch) == 403
+    assert peer.content(task_id).exists()  # nothing was deleted
+    # reads stay open: stat and pieces are how parents are chosen and used
+    assert call("GET", f"/api/v1/tasks/{task_id}", other) == 200
+    assert call("GET", f"/api/v1/tasks/{task_id}/pieces", other) == 200
+    assert call("DELETE", f"/api/v1/tasks/{task_id}", "127.0.0.1") == 200
+    assert not peer.content(task_id).exists()

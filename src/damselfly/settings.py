@@ -106,6 +106,13 @@ class PeerSettings:
     heartbeat_interval: float = field(
         default=5.0, metadata=_help("Seconds between heartbeats to the scheduler.", "duration")
     )
+    control_from: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "Networks allowed to make this peer fetch or delete tasks (default: loopback "
+            "and the scheduler's addresses)."
+        ),
+    )
     outbound_allow: tuple[str, ...] = _outbound_allow("origins")
     outbound_deny: tuple[str, ...] = _outbound_deny("origins")
 
@@ -137,7 +144,11 @@ class PeerSettings:
                 problems.append(f"{name} must be positive")
         if not 0 < self.gc_low_watermark <= self.gc_high_watermark <= 1:
             problems.append("watermarks need 0 < low <= high <= 1")
-        problems += _network_problems(self.outbound_allow, self.outbound_deny)
+        problems += _network_problems(
+            outbound_allow=self.outbound_allow,
+            outbound_deny=self.outbound_deny,
+            control_from=self.control_from,
+        )
         if problems:
             raise InvalidInput("invalid peer settings: " + "; ".join(problems))
 
@@ -203,14 +214,17 @@ class SchedulerSettings:
         return self.data_dir / "logs"
 
 
-def _network_problems(allow: tuple[str, ...], deny: tuple[str, ...]) -> list[str]:
-    from damselfly.netpolicy import OutboundPolicy
+def _network_problems(**lists: tuple[str, ...]) -> list[str]:
+    """One problem per list (by its setting's name) that holds something not a network."""
+    from damselfly.netpolicy import parse_networks
 
-    try:
-        OutboundPolicy.parse(allow, deny)
-    except InvalidInput as exc:
-        return [str(exc)]
-    return []
+    problems = []
+    for name, values in lists.items():
+        try:
+            parse_networks(values, name)
+        except InvalidInput as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def describe(settings_type: type) -> list[tuple[str, str, str]]:
@@ -261,7 +275,9 @@ class ManagerSettings:
     outbound_deny: tuple[str, ...] = _outbound_deny("registry lookups (image jobs)")
 
     def __post_init__(self) -> None:
-        for problem in _network_problems(self.outbound_allow, self.outbound_deny):
+        for problem in _network_problems(
+            outbound_allow=self.outbound_allow, outbound_deny=self.outbound_deny
+        ):
             raise InvalidInput(f"invalid manager settings: {problem}")
         if not 1 <= self.job_lease <= 3600:
             raise InvalidInput("invalid manager settings: job_lease must be within 1-3600 s")
@@ -310,7 +326,9 @@ class MediaSettings:
     outbound_deny: tuple[str, ...] = _outbound_deny("webhooks")
 
     def __post_init__(self) -> None:
-        for problem in _network_problems(self.outbound_allow, self.outbound_deny):
+        for problem in _network_problems(
+            outbound_allow=self.outbound_allow, outbound_deny=self.outbound_deny
+        ):
             raise InvalidInput(f"invalid media settings: {problem}")
         if not 1 <= self.job_lease <= 3600:
             raise InvalidInput("invalid media settings: job_lease must be within 1-3600 s")

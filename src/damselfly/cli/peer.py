@@ -71,6 +71,12 @@ def peer(
     cluster_id: int | None = typer.Option(
         None, "--cluster-id", help="With --manager: the scheduler cluster to join."
     ),
+    control_from: list[str] | None = typer.Option(
+        None,
+        "--control-from",
+        help="Networks that may make this peer fetch or delete tasks; repeatable "
+        "(default: loopback and the scheduler).",
+    ),
     outbound_allow: list[str] | None = outbound_allow_option(),
     outbound_deny: list[str] | None = outbound_deny_option(),
     config: Path | None = config_option(),
@@ -99,6 +105,7 @@ def peer(
         heartbeat_interval=heartbeat_interval,
         gc_ttl=parse_duration(gc_ttl),
         gc_interval=parse_duration(gc_interval),
+        control_from=tuple(control_from or ()),
         outbound_allow=tuple(outbound_allow or ()),
         outbound_deny=tuple(outbound_deny or ()),
         **overrides,

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from damselfly.errors import InvalidInput
 from damselfly.ids import check_task_id, task_id
+from damselfly.peer.control import ControlGuard
 from damselfly.peer.request import request_from_json
 from damselfly.protocol.pieces import PieceList
 from damselfly.web import json_errors, read_json
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from damselfly.peer.daemon import Daemon
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+CONTROL: web.AppKey[ControlGuard] = web.AppKey("control")
 _MAX_POLL_WAIT = 30.0
 
 
@@ -125,13 +127,27 @@ async def stat_task(request: web.Request) -> web.Response:
     return web.json_response(request.app[DAEMON].stat(_task_id(request)))
 
 
+def _check_control(request: web.Request) -> None:
+    guard = request.app.get(CONTROL)
+    if guard is None:  # the local API's unix socket: its file mode decides who calls
+        return
+    reason = guard.refusal(request.remote)
+    if reason is not None:
+        raise web.HTTPForbidden(
+            text=f"task control refused: {reason}; only this peer's scheduler may fetch or "
+            "delete tasks here (set control_from to allow others)"
+        )
+
+
 async def delete_task(request: web.Request) -> web.Response:
+    _check_control(request)
     freed = await request.app[DAEMON].delete(_task_id(request))
     return web.json_response({"task_id": request.match_info["task_id"], "freed_bytes": freed})
 
 
 async def fetch_task(request: web.Request) -> web.Response:
     """Start fetching a task (a scheduler telling a seed peer); 202 at once."""
+    _check_control(request)
     download = request_from_json(await read_json(request))
     request.app[DAEMON].download(download)
     return web.json_response({"task_id": task_id(download.identity())}, status=202)
@@ -151,6 +167,7 @@ def add_task_routes(app: web.Application) -> None:
 def build_upload_app(daemon: Daemon) -> web.Application:
     app = web.Application(middlewares=[json_errors])
     app[DAEMON] = daemon
+    app[CONTROL] = ControlGuard(daemon.settings)
     app.router.add_get("/download/{prefix}/{task_id}", download_piece)
     app.router.add_get("/api/v1/tasks/{task_id}/pieces", piece_list)
     app.router.add_post("/api/v1/tasks", fetch_task)
