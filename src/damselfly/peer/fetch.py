@@ -1,6 +1,6 @@
 """The byte path: pieces read from an origin and written in place, on worker threads.
 
-Each worker owns a 1 MiB buffer: `readinto` it, `pwrite` it, CRC-32 it. All three
+Each worker owns a 256 KiB buffer: `readinto` it, `pwrite` it, CRC-32 it. All three
 release the GIL, so the workers use every core; the event loop only orchestrates.
 """
 
@@ -11,7 +11,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from damselfly.logs import EventLog
 from damselfly.peer.request import DownloadRequest, Progress
@@ -21,7 +21,11 @@ from damselfly.source.retry import RetryPolicy, with_retries
 from damselfly.source.types import SourceStat
 from damselfly.storage import PieceRecord, Store
 
-READ_BUFFER = 1024 * 1024
+# Each write's size picks the size of the page-cache folios the kernel allocates for
+# it. 1 MiB writes (large folios) ran 2x slower on this VM after another program had
+# written with small ones; 256 KiB was as fast as 1 MiB at best and never fell off
+# (./dev bench get_vs_curl, docs/design-notes.md).
+READ_BUFFER = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -35,6 +39,10 @@ class FetchJob:
     piece_length: int
     progress: Progress
     fd: int
+    # Buffered writes to one file take the inode's lock in the kernel, whose waiters
+    # spin: with 8 workers a fifth of all CPU went to rwsem_spin_on_owner. Waiting
+    # on this lock sleeps instead.
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class SourceFetcher:
@@ -48,7 +56,8 @@ class SourceFetcher:
         def write(view: memoryview, offset: int) -> None:
             while view:
                 try:
-                    written = os.pwrite(job.fd, view, offset)
+                    with job.write_lock:
+                        written = os.pwrite(job.fd, view, offset)
                 except OSError as exc:
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise self.store.storage_error(exc, job.task_id, None) from exc

@@ -105,6 +105,8 @@ class Swarm:
         self.peer_bytes = 0
         self._changed = asyncio.Event()
         self._buffers = threading.local()
+        # see FetchJob.write_lock: sleeping here beats spinning on the inode lock
+        self._write_lock = threading.Lock()
         self._landed: set[int] = set()  # pieces verified by worker threads
 
     async def run(self, parents: list[ParentInfo], finished: set[int]) -> list[Piece]:
@@ -332,7 +334,8 @@ class Swarm:
                 piece = run[done]
                 take = min(len(view), piece.offset + piece.length - start - written)
                 try:
-                    n = os.pwrite(self.fd, view[:take], start + written)
+                    with self._write_lock:
+                        n = os.pwrite(self.fd, view[:take], start + written)
                 except OSError as exc:
                     raise self.storage_error(exc) from exc
                 crc = crc32(view[:n], crc)
