@@ -130,3 +130,29 @@ def test_jobs_ride_out_redis_and_postgresql_restarts(
         manager.stop()
         cluster.close()
     assert "Traceback" not in (manager.data_dir / "stderr.log").read_text()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrations_build_exactly_the_models_schema(backend, tmp_path, request) -> None:
+    """A model column or index without its migration (or the reverse) shows up here,
+    not on a user's upgrade."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import damselfly.jobs.models
+    import damselfly.manager.models
+    import damselfly.media.models  # noqa: F401  (each registers its tables)
+    from damselfly.database import Base
+    from damselfly.manager.db import make_engine, migrate, sqlite_url
+
+    if backend == "sqlite":
+        url = sqlite_url(tmp_path)
+    else:
+        url = request.getfixturevalue("postgres").new_database("schema")
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        engine.dispose()

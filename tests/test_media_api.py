@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -74,6 +74,41 @@ class MediaServer:
 
     def stop(self) -> None:
         self.manager.stop()
+
+
+def listen(
+    server: MediaServer, path: str, events: list[dict], last: Callable[[dict], bool]
+) -> threading.Thread:
+    """Collect the SSE stream at `path` into `events` until `last(event)`; started,
+    and connected when this returns."""
+    connected = threading.Event()
+
+    def run() -> None:
+        resp = server.http.request(
+            "GET", f"{server.manager.url}{path}",
+            headers={"Authorization": f"Bearer {server.token}"}, preload_content=False,
+            timeout=urllib3.Timeout(connect=5, read=30),
+        )  # fmt: skip
+        connected.set()
+        try:
+            for line in resp.stream(None):
+                for chunk in line.decode().split("\n"):
+                    if chunk.startswith("data: "):
+                        events.append(json.loads(chunk[6:]))
+                if events and last(events[-1]):
+                    break
+        except urllib3.exceptions.HTTPError:
+            pass  # the server stopped first
+        finally:
+            # an endless stream: the connection cannot go back to the pool
+            resp.close()
+            resp.release_conn()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert connected.wait(10), f"no answer from {path}"
+    time.sleep(0.2)  # subscribed once the first bytes came; the handler runs on
+    return thread
 
 
 @pytest.fixture
@@ -288,24 +323,7 @@ def test_ids_sessions_templates_and_events(server: MediaServer) -> None:
                                               "params": {"height": 121}})[0] == 422  # fmt: skip
 
     events: list[dict] = []
-
-    def listen() -> None:
-        resp = server.http.request(
-            "GET", f"{server.manager.url}/api/v1/media/events",
-            headers={"Authorization": f"Bearer {server.token}"}, preload_content=False,
-            timeout=urllib3.Timeout(connect=5, read=30),
-        )  # fmt: skip
-        for line in resp.stream(None):
-            for chunk in line.decode().split("\n"):
-                if chunk.startswith("data: "):
-                    events.append(json.loads(chunk[6:]))
-            if events and events[-1]["status"] == "FINISH":
-                resp.release_conn()
-                return
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
-    time.sleep(0.3)
+    listener = listen(server, "/api/v1/media/events", events, lambda e: e["status"] == "FINISH")
     body = {"input": {"path": "clip.mp4"}, "session_id": "batch-1",
             "transcodes": [{"template_id": custom["id"]}]}  # fmt: skip
     task = server.create(body)
@@ -456,9 +474,24 @@ def test_a_separate_worker_process_runs_what_the_manager_queues(tmp_path: Path) 
     )  # fmt: skip
     try:
         wait_ready(worker, r"worker ready: 1 media worker")
+        # the manager's event streams show what the worker did (its change feed)
+        tasks: list[dict] = []
+        jobs: list[dict] = []
+        finished = listen(media, "/api/v1/media/events", tasks, lambda e: e["status"] == "FINISH")
+        succeeded = listen(media, "/api/v1/jobs/events", jobs, lambda e: e["state"] == "SUCCESS")
         task = media.create({"input": {"path": "clip.mp4"}, "snapshots": [{"offsets": ["1s"]}]})
         done = media.wait(task["task_id"])
         assert not done["failed"] and len(done["subtasks"][0]["outputs"]) == 1
+        finished.join(15)
+        succeeded.join(15)
+        statuses = [e["status"] for e in tasks if e["task_id"] == task["task_id"]]
+        assert statuses[0] == "WAITING" and statuses[-1] == "FINISH", statuses
+        assert jobs[-1]["state"] == "SUCCESS", jobs
+        # a version is told once: a stream opened now hears nothing of what is done
+        later: list[dict] = []
+        listen(media, "/api/v1/media/events", later, lambda e: False)
+        time.sleep(2.5)  # two more looks of the feed, both inside its look-back window
+        assert later == []
     finally:
         stop(worker)
         media.stop()

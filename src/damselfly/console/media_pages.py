@@ -166,11 +166,13 @@ async def events(kind: str, request: Request, ctx: Ctx, user: Viewer) -> Streami
     if kind == "media" and ctx.media is not None:
         unsubscribe = ctx.media.subscribe(
             lambda view: loop.call_soon_threadsafe(offer, json.dumps(
-                {"task_id": view["task_id"], "status": view["status"]}))
+                {"task_id": view["task_id"], "status": view["status"]})),
+            everywhere=True,
         )  # fmt: skip
     else:
         unsubscribe = ctx.jobs.subscribe(
-            lambda job: loop.call_soon_threadsafe(offer, json.dumps(_job_event(job)))
+            lambda job: loop.call_soon_threadsafe(offer, json.dumps(_job_event(job))),
+            everywhere=True,
         )
 
     async def stream() -> AsyncIterator[str]:

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from damselfly.database import utcnow as now
 from damselfly.errors import Conflict, DamselflyError, NotFound
+from damselfly.jobs.listeners import Listeners, version_of
 from damselfly.jobs.models import Job
 from damselfly.logs import EventLog
 
@@ -86,7 +87,7 @@ class JobEngine:
         # "#" ends the node part: a restart in the same node knows its old incarnation's jobs
         self.owner = f"{self.node}#{os.getpid()}-{secrets.token_hex(3)}"
         self.lease = lease
-        self._listeners: list[Callable[[Job], None]] = []
+        self.listeners: Listeners[Job] = Listeners()
         self._lock = threading.Lock()
         self._running: set[int] = set()
         self._stop = threading.Event()
@@ -128,24 +129,21 @@ class JobEngine:
                 .values(lease_expires_at=now() + timedelta(seconds=self.lease))
             ).rowcount
 
-    def subscribe(self, listener: Callable[[Job], None]) -> Callable[[], None]:
-        """`listener` is called (on any thread) whenever a job changes; returns the
-        function that unsubscribes it."""
-        with self._lock:
-            self._listeners.append(listener)
+    def subscribe(
+        self, listener: Callable[[Job], None], *, everywhere: bool = False
+    ) -> Callable[[], None]:
+        """`listener` is called (on any thread) whenever a job changes here, and with
+        `everywhere` also when another process changed it; returns the function that
+        unsubscribes it."""
+        return self.listeners.subscribe(listener, everywhere=everywhere)
 
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
+    def changed_elsewhere(self, job: Job) -> None:
+        """A version of `job` another process wrote (from the change feed)."""
+        self.listeners.changed_elsewhere(job.id, version_of(job.updated_at), lambda: job)
 
     def _changed(self, job: Job) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener(job)
+        stamp = job.updated_at
+        self.listeners.changed_here(job.id, version_of(stamp) if stamp else None, job)
 
     def submit(
         self,

@@ -15,6 +15,7 @@ from damselfly.logs import EventLog
 from damselfly.manager.api.app import build_app
 from damselfly.manager.api.deps import ManagerContext
 from damselfly.manager.auth import bootstrap_root
+from damselfly.manager.change_feed import ChangeFeed
 from damselfly.manager.db import make_engine, migrate, sessions, sqlite_url
 from damselfly.manager.job_workers import TaskJobWorkers, start_task_jobs
 from damselfly.manager.secrets import SecretBox, default_key_file
@@ -30,8 +31,11 @@ class Manager:
     log: EventLog
     banner: list[str]
     media: MediaWorkers | None = None
+    feed: ChangeFeed | None = None
 
     def close(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
         if self.media is not None:
             self.media.close()
         self.jobs.close()
@@ -95,7 +99,9 @@ def prepare(settings: ManagerSettings, media: MediaSettings | None = None) -> Ma
         workers.service if workers else None,
         workers.workflows if workers else None,
     )
-    return Manager(context, jobs, log, lines, workers)
+    feed = ChangeFeed(factory, jobs.engine, workers.service if workers else None, log)
+    feed.start()
+    return Manager(context, jobs, log, lines, workers, feed)
 
 
 class _Server(uvicorn.Server):

@@ -32,7 +32,7 @@ class MediaTask(Base):
     job_id: Mapped[int | None] = mapped_column(Integer)
     workflow_id: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     begin_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finish_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

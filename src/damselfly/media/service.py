@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from damselfly.errors import (
     TemplateNotFound,
 )
 from damselfly.jobs.engine import JobEngine
+from damselfly.jobs.listeners import Listeners, version_of
 from damselfly.jobs.models import Job
 from damselfly.media.models import MediaSubtask, MediaTask, MediaTemplate
 from damselfly.media.paths import under_roots
@@ -118,33 +118,34 @@ class MediaService:
         self.sessions = sessions
         self.jobs = jobs
         self.settings = settings
-        self._listeners: list[Callable[[dict[str, Any]], None]] = []
-        self._lock = threading.Lock()
+        self.listeners: Listeners[dict[str, Any]] = Listeners()
 
     # changes, for SSE and webhooks
-    def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
+    def subscribe(
+        self, listener: Callable[[dict[str, Any]], None], *, everywhere: bool = False
+    ) -> Callable[[], None]:
+        """`listener` gets a task's view whenever this process changes it, and with
+        `everywhere` also when another process did (webhooks must not)."""
+        return self.listeners.subscribe(listener, everywhere=everywhere)
 
     def changed(self, task_id: str) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        if not listeners:
+        if not self.listeners.any():
             return
         with self.sessions() as session:
             task = session.get(MediaTask, task_id)
             if task is None:
                 return
             view = task_view(task)
-        for listener in listeners:
-            listener(view)
+            version = version_of(task.updated_at)
+        self.listeners.changed_here(task_id, version, view)
+
+    def changed_elsewhere(self, task_id: str, stamp: datetime) -> None:
+        self.listeners.changed_elsewhere(task_id, version_of(stamp), lambda: self._view(task_id))
+
+    def _view(self, task_id: str) -> dict[str, Any] | None:
+        with self.sessions() as session:
+            task = session.get(MediaTask, task_id)
+            return task_view(task) if task is not None else None
 
     # templates
     def template(self, template_id: int, kind: str) -> Template:

@@ -125,7 +125,7 @@ async def job_events(ctx: Ctx, _: Reader, request: Request) -> StreamingResponse
         payload = job_out(job).model_dump_json()
         loop.call_soon_threadsafe(_offer, queue, payload)
 
-    unsubscribe = ctx.jobs.subscribe(on_change)
+    unsubscribe = ctx.jobs.subscribe(on_change, everywhere=True)
 
     async def stream() -> AsyncIterator[str]:
         try:

@@ -148,7 +148,7 @@ async def events(svc: Media, _: Reader, request: Request) -> StreamingResponse:
     def on_change(view: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(_offer, queue, json.dumps(view))
 
-    unsubscribe = svc.subscribe(on_change)
+    unsubscribe = svc.subscribe(on_change, everywhere=True)
 
     async def stream() -> AsyncIterator[str]:
         try:

@@ -189,6 +189,11 @@ class MediaRunner:
                 .where(MediaSubtask.task_id == task_id, MediaSubtask.seq == seq)
                 .values(**values)
             )
+            # the task's version moves with its subtasks, so other processes' change
+            # feeds see progress too
+            session.execute(
+                update(MediaTask).where(MediaTask.id == task_id).values(updated_at=utcnow())
+            )
 
     def _finish(self, task_id: str, failure: MediaFailure | None = None) -> None:
         now = utcnow()
