@@ -30,6 +30,29 @@ def test_piece_list_delta_rebuilds_the_whole_list(
     assert list(rebuilt.pieces) == list(full.pieces)  # order kept for the next delta
 
 
+@given(
+    before=st.permutations(list(range(40))),
+    after=st.permutations(list(range(40))),
+    cut=st.integers(min_value=0, max_value=40),
+    grown=st.integers(min_value=0, max_value=40),
+)
+def test_a_restarted_parents_list_is_sent_whole(
+    before: list[int], after: list[int], cut: int, grown: int
+) -> None:
+    """A child counted `cut` pieces of the parent's old order; the parent restarted
+    its download (a new epoch) and has finished `grown` pieces in another order. The
+    child must end up with exactly what the parent has now, never more."""
+    old = PieceList("t", "running", 40 << 22, 4 << 20, pieces={n: n for n in before}, epoch="a")
+    new = PieceList("t", "running", 40 << 22, 4 << 20, pieces=dict.fromkeys(after[:grown], 0))
+    new.epoch = "b"
+    known = dict(list(old.pieces.items())[:cut])
+    wire = json.loads(json.dumps(new.to_json(new.delta_for(cut, old.epoch))))
+    rebuilt = PieceList.from_json(wire, known=known)
+    assert rebuilt.pieces == new.pieces and rebuilt.epoch == "b"
+    # the same epoch still gets a delta
+    assert new.delta_for(min(cut, grown), "b") == min(cut, grown)
+
+
 @given(finished=st.integers(min_value=0, max_value=2**600), bad=st.lists(st.text(min_size=1)))
 def test_announcement_round_trip(finished: int, bad: list[str]) -> None:
     a = Announcement(

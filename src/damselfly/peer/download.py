@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -282,6 +283,7 @@ class Downloader:
                             piece_length,
                             stat.etag,
                             stat.last_modified,
+                            epoch=secrets.token_hex(8),
                         ),
                         finished,
                     )

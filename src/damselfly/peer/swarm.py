@@ -52,6 +52,7 @@ class ParentLink:
     info: ParentInfo
     base_url: str
     pieces: dict[int, int] = field(default_factory=dict)
+    epoch: str = ""  # of the parent's piece order that `pieces` follows
     state: str = "running"
     inflight: int = 0  # pieces being fetched from it
     busy_until: float = 0.0  # it answered 503 (every upload slot taken): not before then
@@ -199,7 +200,11 @@ class Swarm:
         timeout = aiohttp.ClientTimeout(total=_POLL_WAIT + 10, connect=3)
         misses = list_failures = 0  # the list's own failures in a row
         while not link.dead:
-            params = {"since": str(len(link.pieces)), "wait": str(_POLL_WAIT)}
+            params = {
+                "since": str(len(link.pieces)),
+                "epoch": link.epoch,
+                "wait": str(_POLL_WAIT),
+            }
             try:
                 async with self.session.get(url, params=params, timeout=timeout) as resp:
                     if resp.status == 404:  # a seed told to fetch may not have begun
@@ -227,7 +232,7 @@ class Swarm:
                 return
             if len(listed.pieces) > len(link.pieces):
                 link.grew_at = time.monotonic()
-            link.pieces, link.state = listed.pieces, listed.state
+            link.pieces, link.state, link.epoch = listed.pieces, listed.state, listed.epoch
             self._changed.set()
             if listed.state == "failed":
                 self._drop(link, "its download failed")

@@ -21,7 +21,6 @@ from damselfly.errors import InvalidInput
 from damselfly.ids import check_task_id, task_id
 from damselfly.peer.control import ControlGuard
 from damselfly.peer.request import request_from_json
-from damselfly.protocol.pieces import PieceList
 from damselfly.web import json_errors, read_json
 
 if TYPE_CHECKING:
@@ -90,8 +89,9 @@ class _PieceResponse(web.FileResponse):
 
 
 async def piece_list(request: web.Request) -> web.Response:
-    """The finished pieces; with `since=N&wait=S`, hold the answer up to S seconds
-    until there are more than N (a long poll, so children learn of pieces at once)."""
+    """The finished pieces; with `since=N&epoch=E&wait=S`, hold the answer up to S
+    seconds until there are more than N (a long poll, so children learn of pieces at
+    once), then send those after the first N of order E (a delta)."""
     daemon = request.app[DAEMON]
     tid = _task_id(request)
     try:
@@ -99,28 +99,19 @@ async def piece_list(request: web.Request) -> web.Response:
         wait = min(float(request.query.get("wait", "0")), _MAX_POLL_WAIT)
     except ValueError:
         raise web.HTTPBadRequest(text="since must be an integer and wait a number") from None
+    epoch = request.query.get("epoch", "")
     active = daemon.active.get(tid)
     if active is not None and wait > 0:
-        changed = active.changed
-        if len(active.pieces.pieces) <= since and active.pieces.state == "running":
+        listed = active.pieces
+        news = len(listed.pieces) > since or epoch != listed.epoch
+        if not news and listed.state == "running":
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), wait)
-        return web.json_response(active.pieces.to_json(_delta_from(since, active.pieces)))
+                await asyncio.wait_for(active.changed.wait(), wait)
+        return web.json_response(listed.to_json(listed.delta_for(since, epoch)))
     listed = daemon.piece_list(tid)
     if listed is None:
         raise web.HTTPNotFound(text=f"task {tid} is not on this peer")
-    return web.json_response(listed.to_json(_delta_from(since, listed)))
-
-
-def _delta_from(since: int, listed: PieceList) -> int:
-    """A child that knows the first `since` pieces of a running task gets the rest.
-
-    A finished task's list comes from the database in piece order, not finishing
-    order, and a list we restarted is shorter: both go out whole.
-    """
-    if listed.state != "running" or not 0 <= since <= len(listed.pieces):
-        return 0
-    return since
+    return web.json_response(listed.to_json(listed.delta_for(since, epoch)))
 
 
 async def stat_task(request: web.Request) -> web.Response:

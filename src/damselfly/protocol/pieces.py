@@ -27,12 +27,27 @@ class PieceList:
     last_modified: str = ""
     # number -> CRC-32, in the order the pieces finished, so `since` can cut a delta
     pieces: dict[int, int] = field(default_factory=dict)
+    # names this order: a parent that restarts a download starts a new order, and a
+    # child's count of an old one must not cut a delta from it
+    epoch: str = ""
+
+    def delta_for(self, since: int, epoch: str) -> int:
+        """How many pieces a child that knows the first `since` of `epoch` may skip.
+
+        A finished task's list comes from the database in piece order, not finishing
+        order, a list of another epoch is another order, and a shorter one was
+        restarted: all go out whole.
+        """
+        if self.state != "running" or epoch != self.epoch:
+            return 0
+        return since if 0 <= since <= len(self.pieces) else 0
 
     def to_json(self, since: int = 0) -> dict[str, Any]:
         """With `since=N`, only the pieces after the first N finished (a delta)."""
         items = list(self.pieces.items())
         return {
             "task_id": self.task_id,
+            "epoch": self.epoch,
             "state": self.state,
             "content_length": self.content_length,
             "piece_length": self.piece_length,
@@ -58,6 +73,7 @@ class PieceList:
                 etag=str(data.get("etag") or ""),
                 last_modified=str(data.get("last_modified") or ""),
                 pieces=pieces,
+                epoch=str(data.get("epoch") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"malformed piece list from a parent: {exc}") from None
