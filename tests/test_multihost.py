@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from damselfly import ids
-from tests.support.cluster import http_json, wait_ready
+from tests.support.cluster import http_json, wait_for, wait_ready
 from tests.support.fleet import SUPPORT, UPLOAD, Fleet, printed_port
 from tests.support.netns import Lan, unavailable
 from tests.support.processes import damselfly_cmd, write_random
@@ -58,10 +58,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 def test_hosts_join_with_their_own_addresses(fleet: Fleet) -> None:
-    status, hosts = http_json("GET", f"http://{fleet.lan.hosts[0].ip}:8002/api/v1/hosts")
-    assert status == 200
+    expected = {"seed", *(f"h{n}" for n in range(1, 7))}
+    hosts: list[dict] = []
+
+    def all_joined() -> bool:
+        # a daemon says "ready" a moment before its first heartbeat registers it
+        nonlocal hosts
+        status, hosts = http_json("GET", f"http://{fleet.lan.hosts[0].ip}:8002/api/v1/hosts")
+        return status == 200 and {h["hostname"] for h in hosts} >= expected
+
+    assert wait_for(all_joined, timeout=10), hosts
     seen = {h["hostname"]: h for h in hosts}
-    assert set(seen) == {"seed", *(f"h{n}" for n in range(1, 7))}
+    assert set(seen) == expected
     for name, (host, _) in fleet.peers.items():
         assert seen[name]["ip"] == host.ip
         assert seen[name]["id"] == ids.host_id(host.ip, name, seed=name == "seed")
