@@ -102,5 +102,16 @@ def run(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+# Commands that leave nothing behind for the interpreter's teardown to do: every file
+# is closed and every thread done when they return. Skipping the teardown (freeing
+# each module, 20-70 ms here) is time a user waits for nothing.
+_QUICK_EXIT = {"get", "task-id"}
+
+
 def main() -> None:
-    sys.exit(run())
+    code = run()
+    if sys.argv[1:2] and sys.argv[1] in _QUICK_EXIT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
