@@ -1,8 +1,8 @@
 """The byte path: pieces read from an origin and written in place, on worker threads.
 
 Each worker owns a 256 KiB buffer: `readinto` it, `pwrite` it (16 KiB at a time),
-CRC-32 it. All three
-release the GIL, so the workers use every core; the event loop only orchestrates.
+CRC-32 it. All three release the GIL, so the workers use every core; the event loop
+only orchestrates.
 """
 
 from __future__ import annotations
