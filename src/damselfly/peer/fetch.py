@@ -55,17 +55,19 @@ class SourceFetcher:
         self.log = log
 
     def _writer(self, job: FetchJob) -> Callable[[memoryview, int], None]:
+        fd, lock, pwrite = job.fd, job.write_lock, os.pwrite  # 65,536 writes per GiB
+
         def write(view: memoryview, offset: int) -> None:
+            end, done = len(view), 0
             # one lock hold per buffer: per chunk, the waiters' wake-ups cost a fifth
-            with job.write_lock:
-                while view:
-                    try:
-                        written = os.pwrite(job.fd, view[:WRITE_CHUNK], offset)
-                    except OSError as exc:
-                        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                            raise self.store.storage_error(exc, job.task_id, None) from exc
-                        raise
-                    view, offset = view[written:], offset + written
+            with lock:
+                try:
+                    while done < end:
+                        done += pwrite(fd, view[done : done + WRITE_CHUNK], offset + done)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise self.store.storage_error(exc, job.task_id, None) from exc
+                    raise
 
         return write
 
