@@ -152,7 +152,11 @@ def get(
     ),
     hostname: str | None = typer.Option(None, "--hostname", help="Host name for peer IDs."),
     concurrency: int = typer.Option(
-        8, "--concurrency", min=1, max=64, help="Pieces fetched at once."
+        8,
+        "--concurrency",
+        min=1,
+        max=64,
+        help="Most pieces fetched at once; starts at 2 and doubles while that is faster.",
     ),
     ca_cert: Path | None = typer.Option(None, "--ca-cert", help="CA bundle for HTTPS origins."),
     endpoint: Path | None = typer.Option(

@@ -54,7 +54,9 @@ def peer(
     upload_rate: str = typer.Option(
         "0", "--upload-rate", help="Upload cap per second, e.g. 100MiB (0: none)."
     ),
-    concurrency: int = typer.Option(8, "--concurrency", help="Pieces fetched at once."),
+    concurrency: int = typer.Option(
+        8, "--concurrency", help="Most pieces fetched at once; starts at 2, doubles while it pays."
+    ),
     heartbeat_interval: float = typer.Option(
         5.0, "--heartbeat-interval", help="Seconds between heartbeats."
     ),

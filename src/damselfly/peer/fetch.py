@@ -10,11 +10,13 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from damselfly.logs import EventLog
+from damselfly.peer.ramp import Ramp
 from damselfly.peer.request import DownloadRequest, Progress
 from damselfly.pieces import Piece, PieceLayout, crc32
 from damselfly.source.http import HTTPSource, Stopped
@@ -77,33 +79,67 @@ class SourceFetcher:
         missing: list[Piece],
         on_piece: Callable[[PieceRecord], None],
     ) -> None:
-        """Fetch `missing` pieces with up to `concurrency` ranged GETs at once."""
+        """Fetch `missing` pieces with ranged GETs, as many at once as pays (see `ramp`)."""
         todo = deque(missing)
         errors: list[BaseException] = []
+        ramp = Ramp(self.concurrency)
+        lock = threading.Lock()
+        changed = threading.Event()  # a worker left: look again now
+        running: list[threading.Thread] = []
+
+        def leave() -> None:
+            running.remove(threading.current_thread())
+            changed.set()
 
         def worker() -> None:
             buffer = bytearray(READ_BUFFER)
-            while not errors:
-                try:
+            while True:
+                with lock:  # a worker over the target leaves between pieces
+                    if errors or len(running) > ramp.target or not todo:
+                        leave()
+                        return
                     piece = todo.popleft()
-                except IndexError:
-                    return
+                began = time.monotonic()
                 try:
                     crc = self._fetch_piece(job, piece, buffer)
+                    ramp.piece_took(time.monotonic() - began)
+                    on_piece(
+                        PieceRecord(job.task_id, piece.number, piece.offset, piece.length, crc)
+                    )
                 except BaseException as exc:
-                    errors.append(exc)
+                    with lock:
+                        errors.append(exc)
+                        leave()
                     job.source.stop()  # the others stop within one read
                     return
-                on_piece(PieceRecord(job.task_id, piece.number, piece.offset, piece.length, crc))
 
-        threads = [
-            threading.Thread(target=worker, name=f"damselfly-fetch-{n}", daemon=True)
-            for n in range(min(self.concurrency, len(todo)))
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        def staff(count: int) -> None:
+            with lock:
+                while len(running) < min(count, len(todo)) and not errors:
+                    thread = threading.Thread(target=worker, name="damselfly-fetch", daemon=True)
+                    running.append(thread)
+                    thread.start()
+
+        ramp.observe(time.monotonic(), job.progress.source_bytes)
+        staff(ramp.target)
+        workers = ramp.target
+        while True:
+            with lock:
+                if not running:
+                    break
+            changed.wait(ramp.min_window / 2)
+            changed.clear()
+            wanted = ramp.observe(time.monotonic(), job.progress.source_bytes)
+            if wanted != workers:
+                self.log.info(
+                    "fetch workers changed",
+                    task_id=job.task_id,
+                    workers=wanted,
+                    was=workers,
+                    rate=f"{ramp.rate / 1e6:.1f}MB/s",
+                )
+                workers = wanted
+            staff(wanted)
         if errors:
             # the first error is the cause; later ones are mostly the Stopped it caused
             real = [e for e in errors if not isinstance(e, Stopped)]
