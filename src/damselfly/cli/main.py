@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -69,7 +70,14 @@ def report(exc: DamselflyError) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    app = build_app(args)
+    # Building the CLI imports the command's modules: ~100k objects that live as long
+    # as the process. Collecting while they are made cost 10-20 ms of every `get`.
+    gc.disable()
+    try:
+        app = build_app(args)
+    finally:
+        gc.freeze()
+        gc.enable()
     try:
         result = app(args=args, prog_name="damselfly", standalone_mode=False)
     except typer.Exit as exc:
