@@ -389,6 +389,24 @@ def test_nginx_origin(tmp_path, data_dir) -> None:
         nginx.stop()
 
 
+def test_pieces_share_keep_alive_connections(tmp_path, data_dir) -> None:
+    from tests.support.nginx import Nginx
+
+    nginx = Nginx.start(tmp_path / "nginx")
+    try:
+        digest = write_random(nginx.root / "k.bin", 40 * MiB)
+        out = tmp_path / "k.out"
+        result = get(nginx.url("/k.bin"), out, data_dir, "--concurrency", "1")
+        assert result.returncode == 0, result.stderr
+        assert sha256_file(out) == digest
+        requests, connections = nginx.connections("/k.bin")
+    finally:
+        nginx.stop()
+    # a HEAD and 10 ranged GETs; a new connection per piece cost 40% of a 1 GiB get
+    assert requests == 11
+    assert connections == 1
+
+
 def test_ctrl_c_stops_promptly_keeps_pieces_and_says_so(origin, data_dir, tmp_path) -> None:
     serve(origin, "interrupt.bin", 16 * MiB)
     url = origin.url("/slow/256/interrupt.bin")

@@ -20,7 +20,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log;
 events {{ worker_connections 1024; }}
 http {{
-  log_format bytes '$request_uri $status $body_bytes_sent';
+  log_format bytes '$request_uri $status $body_bytes_sent $connection';
   access_log {prefix}/access.log bytes;
   sendfile on;
   tcp_nopush on;
@@ -91,16 +91,24 @@ class Nginx:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def bytes_sent(self, path: str) -> int:
+    def _log(self) -> list[tuple[str, int, int, int]]:
+        """(uri, status, body bytes, connection serial) per request served."""
         log = self.prefix / "access.log"
         if not log.exists():
-            return 0
-        total = 0
+            return []
+        rows = []
         for line in log.read_text().splitlines():
-            uri, _status, sent = line.rsplit(" ", 2)
-            if uri == path:
-                total += int(sent)
-        return total
+            uri, status, sent, connection = line.rsplit(" ", 3)
+            rows.append((uri, int(status), int(sent), int(connection)))
+        return rows
+
+    def bytes_sent(self, path: str) -> int:
+        return sum(sent for uri, _, sent, _ in self._log() if uri == path)
+
+    def connections(self, path: str) -> tuple[int, int]:
+        """(requests, distinct TCP connections they came on) for `path`."""
+        serials = [connection for uri, _, _, connection in self._log() if uri == path]
+        return len(serials), len(set(serials))
 
     def stop(self) -> None:
         stop(self.process, grace=10)

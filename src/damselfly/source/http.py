@@ -209,7 +209,9 @@ class HTTPSource:
             self._active.discard(resp)
         length = resp.headers.get("Content-Length")
         small = length is not None and length.isdigit() and int(length) <= 65536
-        if not self.stopping.is_set() and (resp.isclosed() or small):
+        # a HEAD's Content-Length is the file's; its body is empty (urllib3 counts 0)
+        empty = resp.length_remaining == 0
+        if not self.stopping.is_set() and (resp.isclosed() or small or empty):
             with contextlib.suppress(Exception):
                 resp.drain_conn()
                 resp.release_conn()
@@ -356,6 +358,10 @@ class HTTPSource:
                     break
                 sink(view[:n])
                 received += n
+            if readinto is not resp.readinto and resp.length_remaining is not None:
+                # urllib3 did not see these bytes; unless told, it takes the body for
+                # cut short and closes the connection instead of keeping it alive
+                resp.length_remaining = max(0, resp.length_remaining - received)
         except _READ_ERRORS as exc:
             if self.stopping.is_set():
                 raise Stopped(url) from exc
@@ -375,8 +381,8 @@ def _direct_readinto(resp: urllib3.BaseHTTPResponse) -> Callable[[memoryview], i
     1 GiB download 2-3x slower whenever those pages had gone. Without content
     decoding (we ask for identity and decode nothing), http.client's own response
     underneath gives the same bytes, length and chunk handling, straight from the
-    socket (recv_into). urllib3 sees the body read to the end and reuses the
-    connection as usual.
+    socket (recv_into). `_pump` then tells urllib3 how much of the body it read, so
+    the connection is reused (before it did, every piece opened a new one).
     """
     fp = getattr(resp, "_fp", None)
     if isinstance(fp, http.client.HTTPResponse) and not resp.headers.get("Content-Encoding"):
