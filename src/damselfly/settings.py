@@ -58,7 +58,11 @@ class PeerSettings:
     ip: str = field(default_factory=default_ip, metadata=_help("Advertised IP address."))
     seed: bool = field(default=False, metadata=_help("Seed peer (host type super)."))
     concurrency: int = field(
-        default=8, metadata=_help("Most pieces fetched at once (1-64); starts at 2, doubles.")
+        default=8,
+        metadata=_help(
+            "Most pieces fetched at once (1-64). From an origin a download starts with 2 "
+            "and doubles while that raises throughput."
+        ),
     )
     retry_attempts: int = field(default=5, metadata=_help("Tries per origin request."))
     retry_backoff: float = field(
