@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +32,10 @@ from damselfly.protocol.pieces import PieceList, download_path
 from damselfly.protocol.scheduler import AnnounceReply, ParentInfo
 from damselfly.storage import PieceRecord
 
-READ_BUFFER = 1024 * 1024
+# One receive buffer per request in flight, from a pool (so at most `concurrency` per
+# download). 4 MiB, a whole default piece: a child took its parents' bytes at a median
+# 1.15 GB/s against 0.96 with 1 MiB (16 rounds each, alternating, into tmpfs).
+READ_BUFFER = 4 * 1024 * 1024
 # Consecutive pieces a parent holds go in one request of up to this many bytes: per
 # request costs (a round trip, the parent opening the file) cost a third of the
 # throughput at 4 MiB. Pieces are still verified and shown to children one by one.
@@ -105,7 +109,7 @@ class Swarm:
         self.bad: list[str] = []  # host IDs not yet reported to the scheduler
         self.peer_bytes = 0
         self._changed = asyncio.Event()
-        self._buffers = threading.local()
+        self._buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         # see FetchJob.write_lock: sleeping here beats spinning on the inode lock
         self._write_lock = threading.Lock()
         self._landed: set[int] = set()  # pieces verified by worker threads
@@ -325,9 +329,10 @@ class Swarm:
         """Blocking: consecutive pieces from one parent, in one request, into the
         content file. Each piece is checked and recorded the moment its last byte
         lands, so children see it at once however long the run."""
-        buffer = getattr(self._buffers, "buffer", None)
-        if buffer is None:
-            buffer = self._buffers.buffer = bytearray(READ_BUFFER)
+        try:
+            buffer = self._buffers.get_nowait()
+        except queue.Empty:  # fewer than `concurrency` made so far
+            buffer = bytearray(READ_BUFFER)
         start = run[0].offset
         length = sum(p.length for p in run)
         done = 0  # pieces of the run verified and recorded
@@ -365,6 +370,8 @@ class Swarm:
         except BaseException:
             self.progress.discard(written - verified)
             raise
+        finally:
+            self._buffers.put(buffer)
 
     async def _stop(self, inflight: Inflight) -> None:
         for link in self.links.values():
