@@ -26,6 +26,7 @@ import aiohttp
 from damselfly.errors import DamselflyError, SourceError, StorageFull
 from damselfly.logs import EventLog
 from damselfly.peer.piece_client import PieceClient
+from damselfly.peer.ramp import Ramp
 from damselfly.peer.request import Progress
 from damselfly.pieces import Piece, PieceLayout, crc32
 from damselfly.protocol.pieces import PieceList, download_path
@@ -102,6 +103,8 @@ class Swarm:
         self.source = source
         self.executor = executor
         self.concurrency = concurrency
+        # requests in flight: start low, more while more raise throughput (`ramp`)
+        self.ramp = Ramp(concurrency)
         self.refresh = refresh
         self.log = log
         self.storage_error = storage_error
@@ -121,6 +124,7 @@ class Swarm:
         self._add(parents)
         last_refresh = time.monotonic()
         to_source = False
+        self.ramp.observe(time.monotonic(), self.progress.peer_bytes)
         try:
             while missing:
                 self._dispatch(missing, inflight)
@@ -137,8 +141,10 @@ class Swarm:
                     to_source = True
                     break
                 busy = any(link.busy_until > now for link in self._live())
-                await self._wait(inflight, timeout=_BUSY_BACKOFF if busy else _REFRESH_EVERY)
+                timeout = min(_BUSY_BACKOFF if busy else _REFRESH_EVERY, self.ramp.window)
+                await self._wait(inflight, timeout=timeout)
                 self._collect(inflight, missing)
+                self._adjust()
         finally:
             await self._stop(inflight)
         if to_source and missing:
@@ -246,6 +252,19 @@ class Swarm:
 
     # pieces
 
+    def _adjust(self) -> None:
+        was = self.ramp.target
+        wanted = self.ramp.observe(time.monotonic(), self.progress.peer_bytes)
+        if wanted != was:
+            self.log.info(
+                "parent requests changed",
+                task_id=self.task_id,
+                peer_id=self.peer_id,
+                requests=wanted,
+                was=was,
+                rate=f"{self.ramp.rate / 1e6:.1f}MB/s",
+            )
+
     def _dispatch(self, missing: dict[int, Piece], inflight: Inflight) -> None:
         busy = {piece.number for run, _ in inflight.values() for piece in run}
         live = self._live()
@@ -255,7 +274,7 @@ class Swarm:
         run_pieces = max(1, RUN_BYTES // self.layout.piece_length)
         # share out the pieces: a parent whose list has not arrived yet still gets its part
         per_parent = max(2, -(-len(missing) // len(live)))
-        while len(inflight) < self.concurrency:
+        while len(inflight) < self.ramp.target:
             now = time.monotonic()
             open_links = [
                 link for link in live if link.inflight < per_parent and link.busy_until <= now
@@ -365,8 +384,10 @@ class Swarm:
                     done, verified, crc = done + 1, written, 0
 
         url = f"{link.base_url}{download_path(self.task_id)}?peerId={self.peer_id}"
+        began = time.monotonic()
         try:
             self.source.read_range(url, {}, start, length, sink, buffer)
+            self.ramp.piece_took(time.monotonic() - began)
         except BaseException:
             self.progress.discard(written - verified)
             raise
