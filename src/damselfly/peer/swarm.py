@@ -2,8 +2,9 @@
 
 The event loop decides; worker threads move bytes. For each parent a watcher
 long-polls its piece list, so a piece can be taken from a parent that is still
-downloading the moment it lands there. Up to `concurrency` pieces are in flight,
-rarest first among the parents we know, each from the least busy parent holding
+downloading the moment it lands there. Requests in flight start at 2 and double
+while that raises throughput, up to `concurrency` (`ramp`); pieces go rarest first
+among the parents we know, each from the least busy parent holding
 it. Every piece is checked against the CRC-32 its parent advertised; a parent
 that serves corrupt bytes or stops answering is dropped for this task and reported
 to the scheduler, which hands out others. What no parent can give is returned to
@@ -102,8 +103,7 @@ class Swarm:
         self.session = session
         self.source = source
         self.executor = executor
-        self.concurrency = concurrency
-        # requests in flight: start low, more while more raise throughput (`ramp`)
+        # requests in flight: start low, more while more raise throughput
         self.ramp = Ramp(concurrency)
         self.refresh = refresh
         self.log = log
