@@ -38,7 +38,11 @@ def test_a_service_reads_its_table_and_flags_win(tmp_path: Path) -> None:
     scheduler = spawn_service(["scheduler", "--config", str(path)], tmp_path / "s")
     peers = []
     try:
-        port = int(wait_ready(scheduler, r"ready: http://127\.0\.0\.1:(\d+)").group(1))
+        port = int(
+            wait_ready(
+                scheduler, r"ready: http://127\.0\.0\.1:(\d+)", tmp_path / "s" / "stderr.log"
+            ).group(1)
+        )
         assert (tmp_path / "sched" / "logs").is_dir()  # relative to the file, not the cwd
         url = f"http://127.0.0.1:{port}"
         for extra in ([], ["--hostname", "from-flag", "--data-dir", str(tmp_path / "p2")]):
@@ -46,7 +50,7 @@ def test_a_service_reads_its_table_and_flags_win(tmp_path: Path) -> None:
                 ["peer", "--config", str(path), "--scheduler", url, *extra], tmp_path / "p"
             )
             peers.append(peer)
-            wait_ready(peer, r"peer \S+ ready")
+            wait_ready(peer, r"peer \S+ ready", tmp_path / "p" / "stderr.log")
 
         def hosts() -> set[str]:
             return {h["hostname"] for h in http_json("GET", f"{url}/api/v1/hosts")[1]}

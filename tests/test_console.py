@@ -49,7 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, origin: OriginProcess) -> It
     )  # fmt: skip
     peers = []
     try:
-        api = wait_ready(process, r"API: (http://[\d.]+:\d+)/api/v1").group(1)
+        api = wait_ready(process, r"API: (http://[\d.]+:\d+)/api/v1", data / "stderr.log").group(1)
         assert process.stdout is not None
         lines = [process.stdout.readline() for _ in range(3)]
         scheduler = re.search(r"scheduler (http://\S+)", "".join(lines)).group(1)  # type: ignore[union-attr]
@@ -61,7 +61,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, origin: OriginProcess) -> It
                  name, "--ip", "127.0.0.1", "--listen", "127.0.0.1", "--heartbeat-interval", "0.5"],
                 root / name,
             )  # fmt: skip
-            wait_ready(peer, r"ready: upload")
+            wait_ready(peer, r"ready: upload", root / name / "stderr.log")
             peers.append((name, peer, root / name))
         yield Stack(api, data, password, token, scheduler, peers, process)
     finally:

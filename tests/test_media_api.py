@@ -473,7 +473,7 @@ def test_a_separate_worker_process_runs_what_the_manager_queues(tmp_path: Path) 
         tmp_path / "worker",
     )  # fmt: skip
     try:
-        wait_ready(worker, r"worker ready: 1 media worker")
+        wait_ready(worker, r"worker ready: 1 media worker", tmp_path / "worker" / "stderr.log")
         # the manager's event streams show what the worker did (its change feed)
         tasks: list[dict] = []
         jobs: list[dict] = []

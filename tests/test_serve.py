@@ -29,7 +29,7 @@ def test_serve_runs_manager_scheduler_and_seed_peer(origin: OriginProcess, tmp_p
         ["serve", "--data-dir", str(data), "--port", "0", "--scheduler-port", "0"], data
     )
     try:
-        match = wait_ready(process, r"API: (http://[\d.]+:\d+)/api/v1")
+        match = wait_ready(process, r"API: (http://[\d.]+:\d+)/api/v1", data / "stderr.log")
         api = match.group(1)
         token = (data / "manager" / "root-token").read_text().strip()
         auth = {"Authorization": f"Bearer {token}"}
@@ -87,7 +87,7 @@ def test_serve_runs_manager_scheduler_and_seed_peer(origin: OriginProcess, tmp_p
             tmp_path / "joiner",
         )  # fmt: skip
         try:
-            wait_ready(joiner, r"ready: upload")
+            wait_ready(joiner, r"ready: upload", tmp_path / "joiner" / "stderr.log")
             again = write_random(origin.root / "serve2.bin", 5 << 20, seed=52)
             url2 = origin.url("/files/serve2.bin")
             assert run_damselfly(
@@ -126,7 +126,7 @@ def test_serve_media_fetches_url_inputs_through_its_seed_peer(
         ["serve", "--data-dir", str(data), "--port", "0", "--scheduler-port", "0"], data
     )
     try:
-        api = wait_ready(process, r"API: (http://[\d.]+:\d+)/api/v1").group(1)
+        api = wait_ready(process, r"API: (http://[\d.]+:\d+)/api/v1", data / "stderr.log").group(1)
         auth = {"Authorization": f"Bearer {(data / 'manager' / 'root-token').read_text().strip()}"}
         body = {"input": {"url": url}, "transcodes": [{"template_id": 100010}]}
         status, task = http_json("POST", f"{api}/api/v1/media/tasks", body, headers=auth)

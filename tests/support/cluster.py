@@ -3,6 +3,7 @@ benchmarks. Every process is bounded: it is stopped when the cluster closes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -33,8 +34,11 @@ def spawn_service(args: list[str], data_dir: Path) -> subprocess.Popen[str]:
         )
 
 
-def wait_ready(process: subprocess.Popen[str], pattern: str) -> re.Match[str]:
-    """Read the process's stdout until its ready line; fail with its stderr if it dies."""
+def wait_ready(
+    process: subprocess.Popen[str], pattern: str, log: Path | None = None
+) -> re.Match[str]:
+    """Read the process's stdout until its ready line; if it dies or stays silent, fail
+    with its exit status and the end of `log` (its stderr), so CI shows why."""
     assert process.stdout is not None
     deadline = time.monotonic() + _READY_TIMEOUT
     while time.monotonic() < deadline:
@@ -44,8 +48,17 @@ def wait_ready(process: subprocess.Popen[str], pattern: str) -> re.Match[str]:
         match = re.search(pattern, line)
         if match:
             return match
+    exited = None
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        exited = process.wait(timeout=2)  # its stdout closed: it is exiting
     stop(process)
-    raise RuntimeError(f"process {process.args} did not become ready; see its stderr.log")
+    how = (
+        f"exited with status {exited}"
+        if exited is not None
+        else f"printed no line matching {pattern!r} within {_READY_TIMEOUT:g}s"
+    )
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else "(no log)"
+    raise RuntimeError(f"process {process.args} {how}; its stderr ends:\n{tail}")
 
 
 def http_json(
@@ -142,23 +155,10 @@ class Cluster:
 
     def start_scheduler(self, port: int = 0, *extra: str) -> SchedulerProcess:
         data_dir = self.root / "scheduler"
-        process = subprocess.Popen(
-            [
-                *damselfly_cmd(),
-                "scheduler",
-                "--listen",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        match = wait_ready(process, r"ready: http://[\d.]+:(\d+)")
+        args = ["scheduler", "--listen", "127.0.0.1", "--port", str(port),
+                "--data-dir", str(data_dir), *extra]  # fmt: skip
+        process = spawn_service(args, data_dir)
+        match = wait_ready(process, r"ready: http://[\d.]+:(\d+)", data_dir / "stderr.log")
         self.scheduler = SchedulerProcess(process, int(match.group(1)), data_dir)
         return self.scheduler
 
@@ -183,7 +183,9 @@ class Cluster:
             *extra,
         ]
         process = spawn_service(args, data_dir)
-        match = wait_ready(process, r"peer (\S+) ready: upload [\d.]+:(\d+)")
+        match = wait_ready(
+            process, r"peer (\S+) ready: upload [\d.]+:(\d+)", data_dir / "stderr.log"
+        )
         peer = PeerProcess(process, name, match.group(1), int(match.group(2)), data_dir, args)
         self.peers.append(peer)
         return peer

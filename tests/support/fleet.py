@@ -44,7 +44,7 @@ class Fleet:
 
     def damselfly(self, host: Host, name: str, *args: str, ready: str) -> subprocess.Popen[str]:
         process = self.run(host, [*damselfly_cmd(), *args], name)
-        wait_ready(process, ready)
+        wait_ready(process, ready, self.root / name / "stderr.log")
         return process
 
     def relay(self, host: Host, target: str, port: int, name: str, *faults: str) -> int:

@@ -42,7 +42,7 @@ def start_manager(data_dir: Path, *extra: str) -> ManagerProcess:
         ["manager", "--listen", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir), *extra],
         data_dir,
     )
-    match = wait_ready(process, r"manager ready: http://[\d.]+:(\d+)")
+    match = wait_ready(process, r"manager ready: http://[\d.]+:(\d+)", data_dir / "stderr.log")
     banner = []
     assert process.stdout is not None
     for line in process.stdout:
