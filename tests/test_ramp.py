@@ -1,10 +1,12 @@
-"""How many pieces a get fetches at once: the policy on modelled links, then real
-origins where more connections pay (a per-connection cap, a slow round trip)."""
+"""How many requests a download keeps in flight: the policy on modelled links, then
+real origins and a real parent where more connections pay (a per-connection cap, a
+slow round trip)."""
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -59,6 +61,16 @@ def test_keeps_a_step_that_pays_and_stops_where_growth_ends() -> None:
 
 def test_one_worker_at_most_never_changes() -> None:
     assert set(drive(Ramp(maximum=1), lambda n: 1e6 * n, 1.0)) == {1}
+
+
+def test_a_window_in_which_nothing_arrived_is_not_a_measurement() -> None:
+    ramp = Ramp(maximum=8)
+    ramp.observe(0.0, 0)
+    ramp.observe(0.1, 0)  # the first window settles
+    # a far link's first bytes are still on their way: a zero base would make the
+    # step up look like a gain whatever it brings
+    assert ramp.observe(0.2, 0) == 2
+    assert ramp.observe(0.35, 10 * MiB) == 4  # measured now, then tried
 
 
 def test_windows_stretch_to_cover_slow_pieces() -> None:
@@ -163,3 +175,60 @@ def test_a_slow_round_trip_gets_more_workers(tmp_path, data_dir) -> None:
     counts = worker_counts(data_dir)
     assert counts[:2] == [2, 4], counts
     assert max(counts) == 4, "--concurrency is the most it may use"
+
+
+def start_relay(target_port: int, *faults: str) -> tuple[subprocess.Popen[str], int]:
+    relay = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "support" / "relay.py"), "--target",
+         f"127.0.0.1:{target_port}", "--lifetime", "120", *faults],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    return relay, json.loads(relay.stdout.readline())["port"]  # type: ignore[union-attr]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def request_counts(log: str) -> list[tuple[int, float]]:
+    """(requests to parents, MB/s of the window that decided) for each change."""
+    return [
+        (int(m.group(1)), float(m.group(2)))
+        for m in re.finditer(
+            r'parent requests changed .*?requests="(\d+)".*?rate="([\d.]+)MB/s"', log
+        )
+    ]
+
+
+def test_a_parent_capping_each_connection_gets_more_requests(cluster, tmp_path) -> None:
+    from tests.support.nginx import Nginx
+
+    nginx = Nginx.start(tmp_path / "nginx")
+    upload = free_port()
+    # children reach the parent only through the relay (the scheduler hands out its
+    # port), which lets each connection carry 30 MB/s
+    relay, relayed = start_relay(upload, "--conn-rate", "30MB")
+    try:
+        digest = write_random(nginx.root / "far-parent.bin", 128 * MiB, seed=7)
+        url = nginx.url("/far-parent.bin")
+        cluster.start_scheduler()
+        parent = cluster.start_peer(
+            "parent", "--port", str(upload), "--advertise-port", str(relayed)
+        )
+        child = cluster.start_peer("child")
+        assert parent.get(url, tmp_path / "parent.out").returncode == 0
+        result = child.get(url, tmp_path / "child.out")
+        assert result.returncode == 0, result.stderr
+        assert sha256_file(tmp_path / "child.out") == digest
+        assert nginx.bytes_sent("/far-parent.bin") == 128 * MiB  # the child asked the parent
+    finally:
+        stop(relay)
+        nginx.stop()
+    changes = request_counts(child.log())
+    print(changes)
+    # each step up was kept: the window after it beat the one before by the ramp's 15%
+    assert [n for n, _ in changes[:2]] == [4, 8], changes
+    assert changes[1][1] >= 1.15 * changes[0][1] > 0, changes

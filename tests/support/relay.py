@@ -1,13 +1,15 @@
 """A fault-injecting TCP relay, run as its own process: <listen>:<port> -> target.
 
 Models a link the kernel here cannot (no netem): a bandwidth cap shared by every
-connection (a remote origin's uplink), latency (a delay line each way: data is late,
+connection (a remote origin's uplink), a cap on each connection (a long link's TCP
+window, a server's per-flow limit), latency (a delay line each way: data is late,
 not slower), a connection reset every N bytes, and a stall of S seconds every N bytes.
 Prints {"port": N} when listening; with --events FILE appends a JSON line per reset or
 stall; exits after --lifetime seconds.
 
     python relay.py --target 127.0.0.1:8080 [--listen 10.0.0.2] [--rate 50MB]
-        [--latency 0.05] [--reset-every 100MiB] [--stall-every 64MiB --stall 1.0]
+        [--conn-rate 20MB] [--latency 0.05] [--reset-every 100MiB]
+        [--stall-every 64MiB --stall 1.0]
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Relay:
         host, port = args.target.rsplit(":", 1)
         self.target = (host, int(port))
         self.down = SharedRate(args.rate)
+        self.conn_rate = args.conn_rate
         self.latency = args.latency
         self.reset_every = args.reset_every
         self.stall_every, self.stall = args.stall_every, args.stall
@@ -75,7 +78,9 @@ class Relay:
             client_w.close()
             return
         up = asyncio.create_task(self.pipe(client_r, server_w, downstream=False))
-        down = asyncio.create_task(self.pipe(server_r, client_w, downstream=True))
+        down = asyncio.create_task(
+            self.pipe(server_r, client_w, downstream=True, own=SharedRate(self.conn_rate))
+        )
         await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         for task in (up, down):
             task.cancel()
@@ -84,7 +89,12 @@ class Relay:
                 writer.close()
 
     async def pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, downstream: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        downstream: bool,
+        own: SharedRate | None = None,
     ) -> None:
         line: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(IN_FLIGHT)
         sender = asyncio.create_task(self.deliver(line, writer, downstream))
@@ -92,6 +102,8 @@ class Relay:
             while data := await reader.read(CHUNK):
                 if downstream:
                     await self.down.take(len(data))
+                if own is not None:
+                    await own.take(len(data))
                 await line.put((time.monotonic() + self.latency, data))
             await line.put((0.0, b""))
             await sender
@@ -144,6 +156,7 @@ def main() -> None:
     parser.add_argument("--listen", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--rate", type=size, default=0.0, help="shared cap, bytes/s (0: none)")
+    parser.add_argument("--conn-rate", type=size, default=0.0, help="cap per connection")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds each way")
     parser.add_argument("--reset-every", type=size, default=0.0, help="reset after N bytes")
     parser.add_argument("--stall-every", type=size, default=0.0, help="stall after N bytes")

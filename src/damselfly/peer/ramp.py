@@ -64,6 +64,10 @@ class Ramp:
         if self._settling:  # new connections were still starting in this window
             self._settling = False
             return self.target
+        if total == before:
+            # nothing arrived: the first bytes of a far link are still on their way, and
+            # a zero would make any step look like a gain
+            return self.target
         self.rate = rate = (total - before) / (now - began)
         if self._probe_from:
             if rate >= self._base * self.gain:

@@ -41,6 +41,8 @@ READ_BUFFER = 4 * 1024 * 1024
 # Consecutive pieces a parent holds go in one request of up to this many bytes: per
 # request costs (a round trip, the parent opening the file) cost a third of the
 # throughput at 4 MiB. Pieces are still verified and shown to children one by one.
+# Runs are shorter when what is missing would not fill `concurrency` of them, so the
+# ramp has requests to add when a far parent needs more in flight.
 RUN_BYTES = 64 * 1024 * 1024
 _REFRESH_EVERY = 1.0  # ask the scheduler for fresh parents this often
 _POLL_WAIT = 5.0  # long-poll a parent's piece list this long
@@ -271,7 +273,10 @@ class Swarm:
         if not live:
             return
         loop = asyncio.get_running_loop()
-        run_pieces = max(1, RUN_BYTES // self.layout.piece_length)
+        run_pieces = max(
+            1,
+            min(RUN_BYTES // self.layout.piece_length, -(-len(missing) // self.ramp.maximum)),
+        )
         # share out the pieces: a parent whose list has not arrived yet still gets its part
         per_parent = max(2, -(-len(missing) // len(live)))
         while len(inflight) < self.ramp.target:
