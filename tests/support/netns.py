@@ -25,6 +25,8 @@ def unavailable() -> str | None:
     """Why namespaces cannot be made here, or None."""
     if shutil.which("ip") is None:
         return "the `ip` tool (iproute2) is not installed"
+    if shutil.which("nsenter") is None:
+        return "`nsenter` (util-linux) is not installed"
     probe = f"damselfly-probe-{os.getpid()}"
     done = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if done.returncode:
@@ -49,8 +51,10 @@ class Host:
     ip: str
 
     def cmd(self, argv: list[str]) -> list[str]:
-        """`argv`, run inside this host's namespace."""
-        return ["ip", "netns", "exec", self.name, *argv]
+        """`argv`, run inside this host's network namespace. Not `ip netns exec`: it
+        also makes a mount namespace and mounts a sysfs in it, a step our processes
+        do not need and one more that can fail."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", "--", *argv]
 
 
 @dataclass
