@@ -1,7 +1,8 @@
 """Hosts in network namespaces the test creates: one bridge, and per host a namespace
 with a veth to it and its own IP. Everything made is removed at close.
 
-Needs root (or CAP_NET_ADMIN) and `ip`; `unavailable()` says why not, for a clean skip.
+Needs root (or CAP_NET_ADMIN), `ip` and `nsenter`; `unavailable()` says why not, for a
+clean skip.
 """
 
 from __future__ import annotations
