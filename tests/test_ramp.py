@@ -110,6 +110,22 @@ def worker_counts(data_dir: Path) -> list[int]:
     ]
 
 
+def start_relay(target_port: int, *faults: str) -> tuple[subprocess.Popen[str], int]:
+    relay = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "support" / "relay.py"), "--target",
+         f"127.0.0.1:{target_port}", "--lifetime", "120", *faults],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    return relay, json.loads(relay.stdout.readline())["port"]  # type: ignore[union-attr]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_an_origin_capping_each_connection_gets_every_worker(tmp_path, data_dir) -> None:
     from tests.support.nginx import Nginx
 
@@ -138,22 +154,8 @@ def test_a_slow_round_trip_gets_more_workers(tmp_path, data_dir) -> None:
     from tests.support.nginx import Nginx
 
     nginx = Nginx.start(tmp_path / "nginx")
-    relay = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).parent / "support" / "relay.py"),
-            "--target",
-            f"127.0.0.1:{nginx.port}",
-            "--latency",
-            "0.025",
-            "--lifetime",
-            "120",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    relay, port = start_relay(nginx.port, "--latency", "0.025")
     try:
-        port = json.loads(relay.stdout.readline())["port"]
         digest = write_random(nginx.root / "far.bin", 192 * MiB)
         out = tmp_path / "far.out"
         result = run_damselfly(
@@ -175,22 +177,6 @@ def test_a_slow_round_trip_gets_more_workers(tmp_path, data_dir) -> None:
     counts = worker_counts(data_dir)
     assert counts[:2] == [2, 4], counts
     assert max(counts) == 4, "--concurrency is the most it may use"
-
-
-def start_relay(target_port: int, *faults: str) -> tuple[subprocess.Popen[str], int]:
-    relay = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "support" / "relay.py"), "--target",
-         f"127.0.0.1:{target_port}", "--lifetime", "120", *faults],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    return relay, json.loads(relay.stdout.readline())["port"]  # type: ignore[union-attr]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def request_counts(log: str) -> list[tuple[int, float]]:
